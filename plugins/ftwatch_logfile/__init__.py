@@ -1,0 +1,1 @@
+"""ftwatch logfile sink (placeholder until written)."""

@@ -1,0 +1,1 @@
+"""ftwatch slack sink (placeholder until written)."""

@@ -1,0 +1,1 @@
+"""ftwatch stdout sink (placeholder until written)."""

@@ -1,0 +1,1 @@
+"""ftwatch webhook sink (placeholder until written)."""

@@ -1,0 +1,1 @@
+"""ftwatch: watch fine-tuning jobs and deliver their events."""

@@ -1,0 +1,108 @@
+"""Clocks: the one seam through which ftwatch reads time and waits.
+
+Every stage that waits (the poller's interval, the dispatcher's backoff, the simulator's jobs)
+takes a :class:`Clock`, so tests drive time with :class:`ManualClock` instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol, runtime_checkable
+
+import anyio
+
+__all__ = ["Clock", "ManualClock", "ScaledClock", "SystemClock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Reads the time (unix seconds) and waits for it to pass."""
+
+    def now(self) -> float:
+        """Return the current time in unix seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once ``seconds`` have passed on this clock."""
+        ...
+
+
+class SystemClock:
+    """The wall clock and anyio's sleep."""
+
+    def now(self) -> float:
+        """Return ``time.time()``."""
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep for real."""
+        await anyio.sleep(max(0.0, seconds))
+
+
+class ScaledClock:
+    """A clock that runs ``speed`` times faster than the wall clock, from ``start``.
+
+    The demo and the benchmarks use it so that a job's hour passes in seconds.
+    """
+
+    def __init__(self, speed: float = 1.0, start: float | None = None) -> None:
+        self.speed = speed
+        self._wall0 = time.monotonic()
+        self._t0 = time.time() if start is None else start
+
+    def now(self) -> float:
+        """Return the scaled time."""
+        return self._t0 + (time.monotonic() - self._wall0) * self.speed
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of scaled time."""
+        await anyio.sleep(max(0.0, seconds) / self.speed)
+
+
+class ManualClock:
+    """A clock that moves only when a test calls :meth:`advance` or :meth:`set`.
+
+    Sleepers wake, in deadline order, as soon as time reaches their deadline.
+    """
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, anyio.Event]] = []
+
+    def now(self) -> float:
+        """Return the current manual time."""
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until the clock has been advanced by ``seconds``."""
+        if seconds <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        event = anyio.Event()
+        entry = (self._now + seconds, event)
+        self._sleepers.append(entry)
+        try:
+            await event.wait()
+        finally:
+            if entry in self._sleepers:
+                self._sleepers.remove(entry)
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are waiting on this clock (tests use it to know a loop is idle)."""
+        return len(self._sleepers)
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline anyone waits for, or None."""
+        return min((d for d, _ in self._sleepers), default=None)
+
+    def set(self, when: float) -> None:
+        """Jump to ``when`` (never backwards) and wake every sleeper whose deadline passed."""
+        self._now = max(self._now, when)
+        for deadline, event in sorted(self._sleepers, key=lambda s: s[0]):
+            if deadline <= self._now:
+                event.set()
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``."""
+        self.set(self._now + seconds)

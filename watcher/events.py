@@ -1,0 +1,207 @@
+"""The events ftwatch emits: one pydantic model per type, a discriminated union on ``type``.
+
+Wire names follow OpenAI's own webhook names where they overlap, so a receiver written for
+OpenAI's webhooks works unchanged. Every sink and subscriber sees the same JSON envelope::
+
+    {"id": "evt_...", "object": "event", "created_at": 1719168000,
+     "type": "fine_tuning.job.succeeded",
+     "data": {"id": "ftjob-...", "source": "openai", "status": "succeeded",
+              "previous_status": "running", "fine_tuned_model": "ft:...", "error": null,
+              "job": {...the full snapshot...}}}
+
+An event's ``id`` is derived from what changed (source, job, type, statuses and how often that
+same change was seen before), never from when it was seen, so the same change seen again after
+a restart or by a second replica has the same id and receivers can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from .models import FineTuningJob, JobError
+
+__all__ = [
+    "EVENT_TYPES",
+    "BaseEvent",
+    "Event",
+    "JobCancelled",
+    "JobCreated",
+    "JobFailed",
+    "JobStatusChanged",
+    "JobSucceeded",
+    "event_id",
+    "event_from_envelope",
+    "event_type_name",
+]
+
+
+def event_id(*parts: str | int | None) -> str:
+    """Derive a deterministic event id (``evt_`` + 32 hex digits) from what identifies a change."""
+    digest = hashlib.sha256("\x1f".join("" if p is None else str(p) for p in parts).encode())
+    return "evt_" + digest.hexdigest()[:32]
+
+
+class BaseEvent(BaseModel):
+    """What every event carries: its id, type, job, source, observation time and job snapshot."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: The wire name of the event type; each subclass fixes it.
+    type: str
+    #: Deterministic: the same change seen again has the same id.
+    id: str
+    #: The name of the configured source the job was seen on.
+    source: str
+    #: Unix seconds when ftwatch observed the change.
+    observed_at: float
+    #: The status the job had before this change, where one is known.
+    previous_status: str | None = None
+    #: The full job snapshot as the API returned it when the change was seen.
+    job: FineTuningJob
+
+    wire_type: ClassVar[str] = ""
+
+    @property
+    def job_id(self) -> str:
+        """The id of the job this event is about."""
+        return self.job.id
+
+    @property
+    def status(self) -> str:
+        """The job's status when the change was seen."""
+        return self.job.status
+
+    def envelope(self) -> dict[str, Any]:
+        """The event as OpenAI's webhook event shape plus our fields: what every sink sends."""
+        failure = self.job.failure
+        return {
+            "id": self.id,
+            "object": "event",
+            "created_at": int(self.observed_at),
+            "type": self.type,
+            "data": {
+                "id": self.job.id,
+                "source": self.source,
+                "status": self.job.status,
+                "previous_status": self.previous_status,
+                "fine_tuned_model": self.job.fine_tuned_model,
+                "error": None if failure is None else failure.model_dump(mode="json"),
+                "observed_at": self.observed_at,
+                "job": self.job.to_api(),
+            },
+        }
+
+    def to_json(self) -> str:
+        """The envelope as compact JSON text (the exact body a webhook sends)."""
+        return json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False)
+
+
+class JobCreated(BaseEvent):
+    """``fine_tuning.job.created``: a job the watcher had not seen appeared after its first baseline.
+
+    Carries the job as first seen. A job that is already finished when first seen also gets its
+    terminal event.
+    """
+
+    type: Literal["fine_tuning.job.created"] = "fine_tuning.job.created"
+
+
+class JobStatusChanged(BaseEvent):
+    """``fine_tuning.job.status_changed``: the status differs from the last snapshot.
+
+    Carries ``previous_status`` and the new ``status`` (the job's). Fires for every change,
+    terminal ones included, alongside the terminal event.
+    """
+
+    type: Literal["fine_tuning.job.status_changed"] = "fine_tuning.job.status_changed"
+
+
+class JobSucceeded(BaseEvent):
+    """``fine_tuning.job.succeeded``: the status became ``succeeded``.
+
+    Carries ``fine_tuned_model``, ``trained_tokens`` and ``finished_at`` (from the job).
+    """
+
+    type: Literal["fine_tuning.job.succeeded"] = "fine_tuning.job.succeeded"
+
+    @property
+    def fine_tuned_model(self) -> str | None:
+        """The name of the model the job produced."""
+        return self.job.fine_tuned_model
+
+    @property
+    def trained_tokens(self) -> int | None:
+        """The billable tokens the job processed."""
+        return self.job.trained_tokens
+
+    @property
+    def finished_at(self) -> int | None:
+        """Unix seconds when the job finished."""
+        return self.job.finished_at
+
+
+class JobFailed(BaseEvent):
+    """``fine_tuning.job.failed``: the status became ``failed``.
+
+    Carries ``error`` with its ``code``, ``message`` and ``param`` (None when the API gave none).
+    """
+
+    type: Literal["fine_tuning.job.failed"] = "fine_tuning.job.failed"
+
+    @property
+    def error(self) -> JobError | None:
+        """Why the job failed, when the API said."""
+        return self.job.failure
+
+
+class JobCancelled(BaseEvent):
+    """``fine_tuning.job.cancelled``: the status became ``cancelled``. Carries the job."""
+
+    type: Literal["fine_tuning.job.cancelled"] = "fine_tuning.job.cancelled"
+
+
+#: Any event, discriminated on ``type``.
+Event = Annotated[
+    JobCreated | JobStatusChanged | JobSucceeded | JobFailed | JobCancelled,
+    Field(discriminator="type"),
+]
+
+_EVENT_CLASSES: tuple[type[BaseEvent], ...] = (
+    JobCreated,
+    JobStatusChanged,
+    JobSucceeded,
+    JobFailed,
+    JobCancelled,
+)
+
+#: Every event type's wire name, in the order of DESIGN.md.
+EVENT_TYPES: tuple[str, ...] = tuple(
+    str(cls.model_fields["type"].default) for cls in _EVENT_CLASSES
+)
+
+_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def event_type_name(cls: type[BaseEvent]) -> str:
+    """The wire name of an event class (``JobFailed`` -> ``fine_tuning.job.failed``)."""
+    return str(cls.model_fields["type"].default)
+
+
+def event_from_envelope(envelope: dict[str, Any] | str | bytes) -> Event:
+    """Rebuild the typed event from its envelope (as stored in the journal or sent on the wire)."""
+    data = json.loads(envelope) if isinstance(envelope, str | bytes) else envelope
+    body = data["data"]
+    return _event_adapter.validate_python(
+        {
+            "type": data["type"],
+            "id": data["id"],
+            "source": body["source"],
+            "observed_at": body.get("observed_at", data["created_at"]),
+            "previous_status": body.get("previous_status"),
+            "job": body["job"],
+        }
+    )

@@ -1,0 +1,52 @@
+"""Serve an ASGI app on a real socket inside the caller's event loop.
+
+The simulator (``ftwatch simulate``, ``ftwatch demo``), the tests' HTTP receivers and the
+benchmarks use it. The socket is bound and listening before the context is entered, so callers
+never wait or poll for the server to come up.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+
+__all__ = ["serve_asgi"]
+
+
+@asynccontextmanager
+async def serve_asgi(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` (port 0 picks a free one) and yield its base URL.
+
+    Uses uvicorn's startup and shutdown directly rather than ``serve()``, which would take over
+    the process's signal handlers.
+    """
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    bound_port = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    try:
+        yield f"http://{shown}:{bound_port}"
+    finally:
+        await server.shutdown(sockets=[sock])
+        sock.close()
