@@ -23,7 +23,8 @@ from .models import FineTuningJob
 
 __all__ = ["JobState", "diff"]
 
-_TERMINAL_EVENT: Mapping[str, type[BaseEvent]] = MappingProxyType(
+_Terminal = type[JobSucceeded] | type[JobFailed] | type[JobCancelled]
+_TERMINAL_EVENT: Mapping[str, _Terminal] = MappingProxyType(
     {"succeeded": JobSucceeded, "failed": JobFailed, "cancelled": JobCancelled}
 )
 
@@ -39,6 +40,8 @@ class JobState:
 
     job: FineTuningJob
     seen: Mapping[str, int] = field(default_factory=dict)
+    #: When the job was first seen in each status it has been in (unix seconds).
+    since: Mapping[str, float] = field(default_factory=dict)
 
     def count(self, key: str) -> int:
         """How many times the change named ``key`` was seen before."""
@@ -79,6 +82,7 @@ def diff(
 
     if previous is None:
         seen: dict[str, int] = {}
+        since = {status: now}
         if announce_new:
             events.append(
                 JobCreated(
@@ -86,20 +90,22 @@ def diff(
                     source=source,
                     observed_at=now,
                     job=current,
+                    timeline=since,
                 )
             )
             if terminal_cls is not None:
-                events.append(_terminal(terminal_cls, source, current, now, None, 0))
+                events.append(_terminal(terminal_cls, source, current, now, None, 0, since))
         # A baseline still counts a terminal status as reached, so a later identical terminal
         # event (a job that is re-run by its provider) gets a fresh id.
         if terminal_cls is not None:
             seen = _bump(seen, terminal_key)
-        return JobState(current, seen), events
+        return JobState(current, seen, since), events
 
     before = previous.job.status
     if before == status:
-        return JobState(current, previous.seen), events
+        return JobState(current, previous.seen, previous.since), events
 
+    since = {**previous.since, status: now}
     change_key = f"{before}>{status}"
     events.append(
         JobStatusChanged(
@@ -115,24 +121,25 @@ def diff(
             observed_at=now,
             previous_status=before,
             job=current,
+            timeline=since,
         )
     )
     keys = [change_key]
     if terminal_cls is not None:
-        events.append(
-            _terminal(terminal_cls, source, current, now, before, previous.count(terminal_key))
-        )
+        occurrence = previous.count(terminal_key)
+        events.append(_terminal(terminal_cls, source, current, now, before, occurrence, since))
         keys.append(terminal_key)
-    return JobState(current, _bump(previous.seen, *keys)), events
+    return JobState(current, _bump(previous.seen, *keys), since), events
 
 
 def _terminal(
-    cls: type[BaseEvent],
+    cls: _Terminal,
     source: str,
     job: FineTuningJob,
     now: float,
     previous_status: str | None,
     occurrence: int,
+    since: Mapping[str, float],
 ) -> BaseEvent:
     # The id leaves out the previous status: two replicas that saw different intermediate
     # statuses (one missed `running`) still agree on the id of the one terminal event.
@@ -143,4 +150,5 @@ def _terminal(
         observed_at=now,
         previous_status=previous_status,
         job=job,
+        timeline=dict(since),
     )

@@ -65,9 +65,7 @@ class StoreError(WatcherError):
 class APIError(WatcherError):
     """The fine-tuning API answered with an error; ``status_code`` is None for transport errors."""
 
-    def __init__(
-        self, message: str, *, source: str = "", status_code: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, source: str = "", status_code: int | None = None) -> None:
         super().__init__(message)
         self.source = source
         self.status_code = status_code
@@ -107,9 +105,7 @@ class MalformedResponse(APIError):
 class SinkError(WatcherError):
     """A sink could not deliver an event."""
 
-    def __init__(
-        self, message: str, *, sink: str = "", status_code: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, sink: str = "", status_code: int | None = None) -> None:
         super().__init__(message)
         self.sink = sink
         self.status_code = status_code

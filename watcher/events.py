@@ -62,6 +62,10 @@ class BaseEvent(BaseModel):
     previous_status: str | None = None
     #: The full job snapshot as the API returned it when the change was seen.
     job: FineTuningJob
+    #: When ftwatch first saw the job enter each status (unix seconds), for durations.
+    timeline: dict[str, float] = Field(default_factory=dict)
+    #: A link to the job in its provider's dashboard, when the source has one.
+    dashboard_url: str | None = None
 
     wire_type: ClassVar[str] = ""
 
@@ -91,6 +95,8 @@ class BaseEvent(BaseModel):
                 "fine_tuned_model": self.job.fine_tuned_model,
                 "error": None if failure is None else failure.model_dump(mode="json"),
                 "observed_at": self.observed_at,
+                "timeline": dict(self.timeline),
+                "dashboard_url": self.dashboard_url,
                 "job": self.job.to_api(),
             },
         }
@@ -101,7 +107,7 @@ class BaseEvent(BaseModel):
 
 
 class JobCreated(BaseEvent):
-    """``fine_tuning.job.created``: a job the watcher had not seen appeared after its first baseline.
+    """``fine_tuning.job.created``: a job not seen before appeared, after the first baseline.
 
     Carries the job as first seen. A job that is already finished when first seen also gets its
     terminal event.
@@ -202,6 +208,8 @@ def event_from_envelope(envelope: dict[str, Any] | str | bytes) -> Event:
             "source": body["source"],
             "observed_at": body.get("observed_at", data["created_at"]),
             "previous_status": body.get("previous_status"),
+            "timeline": body.get("timeline") or {},
+            "dashboard_url": body.get("dashboard_url"),
             "job": body["job"],
         }
     )

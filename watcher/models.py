@@ -67,7 +67,7 @@ class _Tolerant(BaseModel):
 
 
 class JobError(_Tolerant):
-    """Why a job failed. Every member may be null: the API sends ``{}`` for jobs that did not fail."""
+    """Why a job failed. Every member may be null: the API sends ``{}`` when nothing failed."""
 
     code: Lenient[str] = None
     message: Lenient[str] = None
@@ -88,7 +88,7 @@ class Hyperparameters(_Tolerant):
 
 
 class JobMethod(_Tolerant):
-    """How the job trains: ``supervised``, ``dpo`` or ``reinforcement``, with that method's settings."""
+    """How the job trains (``supervised``, ``dpo``, ``reinforcement``) and its settings."""
 
     type: Lenient[str] = None
     supervised: Lenient[dict[str, Any]] = None
@@ -97,7 +97,7 @@ class JobMethod(_Tolerant):
 
 
 class FineTuningJob(_Tolerant):
-    """A ``fine_tuning.job`` object. Only ``id`` and ``status`` are required; unknown fields are kept."""
+    """A ``fine_tuning.job``. Only ``id`` and ``status`` are required; unknown fields are kept."""
 
     id: str = Field(min_length=1)
     status: str = Field(min_length=1)

@@ -11,9 +11,10 @@ The built-in sinks (``plugins/ftwatch_*``) enter through exactly this door. Rout
 (``events``, ``sources``, ``models``, ``suffixes``, ``metadata``) and the retry policy are
 common keys that the dispatcher applies, so every plugin gets them for free.
 
-``send`` reports the outcome by returning (delivered) or raising :class:`~watcher.errors.SinkRejected`
-(permanent for this event), :class:`~watcher.errors.SinkUnavailable` (retry later) or
-:class:`~watcher.errors.SinkDisabled` (stop calling). Any other exception is treated as
+``send`` reports the outcome by returning (delivered) or raising
+:class:`~watcher.errors.SinkRejected` (permanent for this event),
+:class:`~watcher.errors.SinkUnavailable` (retry later) or :class:`~watcher.errors.SinkDisabled`
+(stop calling). Any other exception is treated as
 transient and logged with its traceback.
 """
 
@@ -251,5 +252,7 @@ def sink_plugin(type_name: str) -> SinkPlugin:
         return _registered[type_name]
     for ep in entry_points(group=ENTRY_POINT_GROUP, name=type_name):
         return _from_entry_point(ep)
-    known = ", ".join(sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_registered)))
+    known = ", ".join(
+        sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_registered))
+    )
     raise PluginError(f"unknown sink type {type_name!r}; known types: {known}")
