@@ -25,9 +25,11 @@ from pydantic import (
 __all__ = [
     "KNOWN_STATUSES",
     "TERMINAL_STATUSES",
+    "Checkpoint",
     "FineTuningJob",
     "Hyperparameters",
     "JobError",
+    "JobEventRecord",
     "JobMethod",
     "is_terminal",
 ]
@@ -135,3 +137,36 @@ class FineTuningJob(_Tolerant):
     def to_api(self) -> dict[str, Any]:
         """The job as JSON-ready data, in the API's own shape, unknown fields included."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+class JobEventRecord(_Tolerant):
+    """A ``fine_tuning.job.event`` as the API lists it. Only ``id`` is required.
+
+    Named a record so it is not mistaken for ftwatch's own events (``watcher.events``): this is
+    a line of the job's log on the API side (``level``, ``message``, ``type`` ``message`` or
+    ``metrics``, and ``data``).
+    """
+
+    id: str = Field(min_length=1)
+    object: Lenient[str] = "fine_tuning.job.event"
+    created_at: Lenient[int] = None
+    level: Lenient[str] = None
+    message: Lenient[str] = None
+    type: Lenient[str] = None
+    data: Lenient[dict[str, Any]] = None
+
+
+class Checkpoint(_Tolerant):
+    """A ``fine_tuning.job.checkpoint``: a usable model saved at a step. Only ``id`` is required.
+
+    ``metrics`` stays a plain dict (``step``, ``train_loss``, ``valid_loss``, ...) so that a
+    provider's extra or non-numeric metric never costs the others.
+    """
+
+    id: str = Field(min_length=1)
+    object: Lenient[str] = "fine_tuning.job.checkpoint"
+    created_at: Lenient[int] = None
+    fine_tuned_model_checkpoint: Lenient[str] = None
+    step_number: Lenient[int] = None
+    metrics: Lenient[dict[str, Any]] = None
+    fine_tuning_job_id: Lenient[str] = None
