@@ -1,0 +1,555 @@
+"""Tests for watcher.store: the SQLite state file (snapshots, journal, deliveries)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from watcher.diff import JobState, diff
+from watcher.errors import StoreError
+from watcher.events import BaseEvent, JobCreated, event_from_envelope
+from watcher.models import FineTuningJob
+from watcher.store import SCHEMA_VERSION, Store, job_key
+
+T0 = 1_700_000_000.0
+SRC = "openai"
+
+
+def make_job(job_id: str, status: str = "running", **extra: Any) -> FineTuningJob:
+    """A job as the API would return it."""
+    return FineTuningJob.model_validate(
+        {"id": job_id, "status": status, "model": "gpt-4o-mini", "created_at": 1, **extra}
+    )
+
+
+def created(job_id: str, *, now: float = T0, status: str = "running") -> JobCreated:
+    """The `created` event diff() emits for a job seen for the first time."""
+    _, events = diff(None, make_job(job_id, status), source=SRC, now=now)
+    event = events[0]
+    assert isinstance(event, JobCreated)
+    return event
+
+
+def state_of(job_id: str, status: str = "running", **extra: Any) -> JobState:
+    """A JobState with a history: a baseline then one status change."""
+    first, _ = diff(None, make_job(job_id, "queued"), source=SRC, now=T0, announce_new=False)
+    state, _ = diff(first, make_job(job_id, status, **extra), source=SRC, now=T0 + 5)
+    return state
+
+
+def mode(path: Path) -> int:
+    """The permission bits of a file."""
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where the state file lives (in a directory that does not exist yet)."""
+    return tmp_path / "state" / "ftwatch.db"
+
+
+@pytest.fixture
+async def store(db: Path) -> AsyncIterator[Store]:
+    """An open store on a fresh file."""
+    async with await Store.open(db) as opened:
+        yield opened
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """Run with a umask that lets anyone read new files, so only our own modes protect them."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+
+async def test_states_round_trip(store: Store) -> None:
+    """Committed snapshots come back equal: the job (unknown fields too), counts and times."""
+    states = {
+        "ftjob-1": state_of("ftjob-1", "running", vendor_field={"x": [1, 2]}),
+        "ftjob-2": state_of("ftjob-2", "succeeded", fine_tuned_model="ft:abc"),
+    }
+    await store.commit(SRC, states=states, events=[], sinks=[], now=T0)
+
+    loaded = await store.load_states(SRC)
+
+    assert loaded == states
+    assert loaded["ftjob-1"].job.model_extra == {"vendor_field": {"x": [1, 2]}}
+    assert loaded["ftjob-2"].seen == {"queued>succeeded": 1, "=succeeded": 1}
+    assert loaded["ftjob-2"].since == {"queued": T0, "succeeded": T0 + 5}
+    assert await store.load_states("other") == {}
+
+
+async def test_later_snapshot_replaces_earlier(store: Store) -> None:
+    """Committing a job again replaces its stored snapshot."""
+    await store.commit(SRC, states={"j": state_of("j", "running")}, events=[], sinks=[], now=T0)
+    newer = state_of("j", "failed", error={"code": "bad", "message": "no"})
+    await store.commit(SRC, states={"j": newer}, events=[], sinks=[], now=T0 + 1)
+
+    assert await store.load_states(SRC) == {"j": newer}
+
+
+async def test_baseline_flag(store: Store) -> None:
+    """A source is baselined only once a commit says so, and can be reset."""
+    assert not await store.is_baselined(SRC)
+    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, baselined=True)
+    assert await store.is_baselined(SRC)
+    assert not await store.is_baselined("azure")
+    await store.commit(SRC, states={}, events=[], sinks=[], now=T0)  # None leaves it alone
+    assert await store.is_baselined(SRC)
+    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, baselined=False)
+    assert not await store.is_baselined(SRC)
+
+
+# -- commit and the journal -----------------------------------------------------------------------
+
+
+async def test_commit_journals_events_with_exact_body(store: Store) -> None:
+    """Each event is journaled once, in order, with the exact JSON sinks send."""
+    events: list[BaseEvent] = [created("a"), created("b")]
+
+    seqs = await store.commit(SRC, states={}, events=events, sinks=["hook"], now=T0)
+
+    entries = await store.journal()
+    assert seqs == [entry.seq for entry in entries] == [1, 2]
+    assert [entry.event_id for entry in entries] == [e.id for e in events]
+    assert [entry.body for entry in entries] == [e.to_json() for e in events]
+    assert entries[0].type == "fine_tuning.job.created"
+    assert (entries[0].source, entries[0].job_id, entries[0].observed_at) == (SRC, "a", T0)
+    assert entries[1].event() == event_from_envelope(events[1].to_json())
+    assert await store.last_seq() == 2
+
+
+async def test_duplicate_event_ids_are_ignored(store: Store) -> None:
+    """An event already journaled is ignored and gets no new delivery rows."""
+    first = created("a")
+    await store.commit(SRC, states={}, events=[first], sinks=["hook", "slack"], now=T0)
+
+    again = created("a", now=T0 + 60)  # same change seen after a restart: same id
+    fresh = created("b", now=T0 + 60)
+    seqs = await store.commit(
+        SRC, states={}, events=[again, fresh, fresh], sinks=["hook", "slack"], now=T0 + 60
+    )
+
+    assert seqs == [2]
+    assert [e.event_id for e in await store.journal()] == [first.id, fresh.id]
+    for sink in ("hook", "slack"):
+        assert [d.event_id for d in await store.pending(sink)] == [first.id, fresh.id]
+    # The first journaling wins: the stored body is the one first seen.
+    assert (await store.journal())[0].observed_at == T0
+
+
+async def test_failed_commit_leaves_nothing_behind(store: Store) -> None:
+    """A commit that fails part-way writes nothing: no journal entry, delivery or snapshot."""
+    # A job without a status cannot be stored; it fails after the events were inserted.
+    no_status: dict[str, Any] = {"id": "bad", "status": None}
+    broken = JobState(FineTuningJob.model_construct(**no_status))
+    with pytest.raises(StoreError, match="record a poll cycle"):
+        await store.commit(
+            SRC,
+            states={"ok": state_of("ok"), "bad": broken},
+            events=[created("ok")],
+            sinks=["hook"],
+            now=T0,
+            baselined=True,
+        )
+
+    assert await store.journal() == []
+    assert await store.pending("hook") == []
+    assert await store.load_states(SRC) == {}
+    assert not await store.is_baselined(SRC)
+    # The store is still usable afterwards.
+    assert await store.commit(SRC, states={}, events=[created("ok")], sinks=["hook"], now=T0) == [1]
+
+
+async def test_journal_pages_after_seq(store: Store) -> None:
+    """journal(after=, limit=) pages through entries in seq order."""
+    await store.commit(
+        SRC, states={}, events=[created(f"j{i}") for i in range(5)], sinks=[], now=T0
+    )
+
+    assert [e.seq for e in await store.journal(after=1, limit=2)] == [2, 3]
+    assert [e.seq for e in await store.journal(after=3)] == [4, 5]
+    assert await store.journal(after=5) == []
+
+
+# -- deliveries -----------------------------------------------------------------------------------
+
+
+async def test_pending_is_per_sink_in_seq_order(store: Store) -> None:
+    """pending() lists one sink's pending deliveries in seq order, with what a worker needs."""
+    await store.commit(SRC, states={}, events=[created("a")], sinks=["hook"], now=T0)
+    await store.commit(
+        SRC, states={}, events=[created("b"), created("c")], sinks=["hook", "slack"], now=T0 + 1
+    )
+
+    hook = await store.pending("hook")
+    assert [d.seq for d in hook] == [1, 2, 3]
+    assert [d.seq for d in await store.pending("slack")] == [2, 3]
+    assert [d.seq for d in await store.pending("hook", limit=2)] == [1, 2]
+    assert await store.pending("nobody") == []
+
+    first = hook[0]
+    assert first.sink == "hook"
+    assert first.job_key == job_key(SRC, "a") == "openai\x1fa"
+    assert (first.attempts, first.next_attempt_at, first.first_attempt_at) == (0, T0, None)
+    assert first.observed_at == T0
+    assert first.event().id == first.event_id == created("a").id
+
+
+async def test_ack_marks_done(store: Store) -> None:
+    """Acked deliveries leave the sink's queue; other sinks keep theirs."""
+    await store.commit(
+        SRC, states={}, events=[created(x) for x in "abc"], sinks=["hook", "slack"], now=T0
+    )
+
+    await store.ack("hook", [1, 3], now=T0 + 1)
+    await store.ack("hook", [], now=T0 + 1)
+
+    assert [d.seq for d in await store.pending("hook")] == [2]
+    assert [d.seq for d in await store.pending("slack")] == [1, 2, 3]
+
+
+async def test_schedule_retry_and_next_attempt_at(store: Store) -> None:
+    """A retry keeps the delivery pending with its attempts, due time and first attempt."""
+    await store.commit(SRC, states={}, events=[created("a"), created("b")], sinks=["h"], now=T0)
+    assert await store.next_attempt_at("h") == T0
+
+    await store.schedule_retry(
+        "h", 1, attempts=1, next_attempt_at=T0 + 30, first_attempt_at=T0 + 1, error="503", now=T0
+    )
+    await store.schedule_retry(
+        "h", 2, attempts=2, next_attempt_at=T0 + 10, first_attempt_at=T0 + 2, error="503", now=T0
+    )
+
+    one, two = await store.pending("h")
+    assert (one.attempts, one.next_attempt_at, one.first_attempt_at) == (1, T0 + 30, T0 + 1)
+    assert (two.attempts, two.next_attempt_at) == (2, T0 + 10)
+    assert await store.next_attempt_at("h") == T0 + 10
+    await store.ack("h", [1, 2], now=T0 + 40)
+    assert await store.next_attempt_at("h") is None
+
+
+async def test_dead_letter_then_retry_and_drop(store: Store) -> None:
+    """Dead letters leave the queue, are listed with their error, and can be retried or dropped."""
+    events = [created("a"), created("b"), created("c")]
+    await store.commit(SRC, states={}, events=events, sinks=["hook", "slack"], now=T0)
+
+    await store.dead_letter("hook", 1, attempts=5, error="HTTP 400", now=T0 + 9)
+    await store.dead_letter("hook", 2, attempts=1, error="HTTP 422", now=T0 + 10)
+    await store.dead_letter("slack", 2, attempts=3, error="gone", now=T0 + 11)
+
+    assert [d.seq for d in await store.pending("hook")] == [3]
+    dead = await store.dead_letters("hook")
+    assert [(d.seq, d.attempts, d.last_error, d.died_at) for d in dead] == [
+        (1, 5, "HTTP 400", T0 + 9),
+        (2, 1, "HTTP 422", T0 + 10),
+    ]
+    assert (dead[0].event_id, dead[0].type, dead[0].source, dead[0].job_id) == (
+        events[0].id,
+        "fine_tuning.job.created",
+        SRC,
+        "a",
+    )
+    assert dead[0].body == events[0].to_json()
+    assert [(d.sink, d.seq) for d in await store.dead_letters()] == [
+        ("hook", 1),
+        ("hook", 2),
+        ("slack", 2),
+    ]
+
+    retried = await store.retry_dead_letters(sink="hook", event_ids=[events[1].id], now=T0 + 20)
+    assert retried == 1
+    pending = await store.pending("hook")
+    assert [(d.seq, d.attempts, d.next_attempt_at) for d in pending] == [
+        (2, 0, T0 + 20),
+        (3, 0, T0),
+    ]
+    assert pending[0].first_attempt_at is None
+    assert [(d.sink, d.seq) for d in await store.dead_letters()] == [("hook", 1), ("slack", 2)]
+
+    assert await store.drop_dead_letters(sink="hook") == 1
+    assert [(d.sink, d.seq) for d in await store.dead_letters()] == [("slack", 2)]
+    assert await store.retry_dead_letters(now=T0 + 30) == 1
+    assert await store.dead_letters() == []
+    assert [d.seq for d in await store.pending("slack")] == [1, 2, 3]
+
+
+async def test_dead_letter_filters(store: Store) -> None:
+    """retry/drop touch only dead letters matching the sink and event ids given."""
+    events = [created("a"), created("b")]
+    await store.commit(SRC, states={}, events=events, sinks=["hook", "slack"], now=T0)
+    for sink in ("hook", "slack"):
+        for seq in (1, 2):
+            await store.dead_letter(sink, seq, attempts=1, error="no", now=T0)
+
+    assert await store.retry_dead_letters(event_ids=[], now=T0) == 0
+    assert await store.retry_dead_letters(event_ids=["evt_unknown"], now=T0) == 0
+    assert await store.drop_dead_letters(event_ids=[events[0].id, events[0].id]) == 2
+    assert await store.retry_dead_letters(sink="slack", now=T0) == 1
+    assert [(d.sink, d.seq) for d in await store.dead_letters()] == [("hook", 2)]
+    # A pending delivery is never touched by the dead-letter commands.
+    assert await store.drop_dead_letters(sink="slack") == 0
+    assert [d.seq for d in await store.pending("slack")] == [2]
+
+
+async def test_enqueue_all_fills_only_missing_rows(store: Store) -> None:
+    """enqueue_all gives a sink rows for entries after a seq that it has none for."""
+    await store.commit(SRC, states={}, events=[created(x) for x in "abc"], sinks=["hook"], now=T0)
+    await store.ack("hook", [1], now=T0)
+
+    assert await store.enqueue_all("new", after_seq=1, now=T0 + 5) == 2
+    assert [(d.seq, d.next_attempt_at) for d in await store.pending("new")] == [
+        (2, T0 + 5),
+        (3, T0 + 5),
+    ]
+    assert (await store.pending("new"))[0].job_key == job_key(SRC, "b")
+    assert await store.enqueue_all("hook", after_seq=0, now=T0) == 0  # acked rows stay done
+    assert [d.seq for d in await store.pending("hook")] == [2, 3]
+
+
+async def test_concurrent_calls_are_serialised(store: Store) -> None:
+    """Many tasks using the store at once each get a whole, consistent answer."""
+    events = [created(f"j{i}") for i in range(40)]
+    await store.commit(SRC, states={}, events=events, sinks=["hook"], now=T0)
+
+    async def ack(seq: int) -> None:
+        await store.ack("hook", [seq], now=T0)
+        await store.pending("hook")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for seq in range(1, 41):
+                tg.start_soon(ack, seq)
+
+    assert await store.pending("hook") == []
+
+
+# -- housekeeping ---------------------------------------------------------------------------------
+
+
+async def test_prune_keeps_what_a_sink_still_needs(store: Store) -> None:
+    """prune drops old fully-delivered entries, keeps pending/dead/new ones, never reuses seqs."""
+    old = [created(x, now=T0) for x in "abcd"]
+    await store.commit(SRC, states={}, events=old, sinks=["hook", "slack"], now=T0)
+    await store.commit(SRC, states={}, events=[created("e", now=T0 + 100)], sinks=[], now=T0)
+    await store.ack("hook", [1, 2, 3, 4], now=T0)
+    await store.ack("slack", [1, 3], now=T0)  # 2 stays pending
+    await store.dead_letter("slack", 4, attempts=1, error="no", now=T0)
+
+    assert await store.prune(older_than=T0 + 50) == 2
+
+    assert [e.seq for e in await store.journal()] == [2, 4, 5]
+    assert [d.seq for d in await store.pending("slack")] == [2]
+    assert [d.seq for d in await store.dead_letters()] == [4]
+    assert await store.prune(older_than=T0 + 50) == 0
+    # Once the last one is pruned, seqs still go on from the highest ever given.
+    await store.ack("slack", [2], now=T0)
+    await store.drop_dead_letters()
+    assert await store.prune(older_than=T0 + 1000) == 3
+    assert await store.last_seq() == 5
+    assert await store.commit(SRC, states={}, events=[created("f")], sinks=[], now=T0) == [6]
+
+
+async def test_stats(store: Store) -> None:
+    """stats() counts jobs per source, the journal, and pending and dead deliveries per sink."""
+    await store.commit(
+        SRC,
+        states={"a": state_of("a", "running"), "b": state_of("b", "succeeded")},
+        events=[created("a"), created("b")],
+        sinks=["hook", "slack"],
+        now=T0,
+        baselined=True,
+    )
+    await store.ack("hook", [1], now=T0)
+    await store.dead_letter("slack", 2, attempts=1, error="no", now=T0)
+
+    stats = await store.stats()
+
+    assert stats["path"] == str(store.path)
+    assert stats["schema_version"] == SCHEMA_VERSION
+    assert stats["jobs"] == {SRC: 2}
+    assert stats["terminal_jobs"] == {SRC: 1}
+    assert stats["baselined"] == {SRC: True}
+    assert (stats["journal_entries"], stats["last_seq"]) == (2, 2)
+    assert stats["pending"] == {"hook": 1, "slack": 1}
+    assert stats["dead"] == {"slack": 1}
+
+
+# -- the file -------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+async def test_files_are_private(db: Path, open_umask: None) -> None:
+    """The database and its -wal and -shm files are 0600 even under a permissive umask."""
+    async with await Store.open(db) as store:
+        await store.commit(
+            SRC, states={"a": state_of("a")}, events=[created("a")], sinks=["h"], now=T0
+        )
+        wal = db.with_name(db.name + "-wal")
+        shm = db.with_name(db.name + "-shm")
+        assert {p.name: mode(p) for p in (db, wal, shm)} == {
+            db.name: 0o600,
+            wal.name: 0o600,
+            shm.name: 0o600,
+        }
+        assert mode(db.parent) == 0o700
+
+
+async def test_file_settings(store: Store) -> None:
+    """The file is in WAL mode and carries our schema version."""
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    finally:
+        conn.close()
+
+
+async def test_unknown_deliveries_are_ignored(store: Store) -> None:
+    """Acking, retrying or dead-lettering a delivery that does not exist changes nothing."""
+    await store.ack("h", [1], now=T0)
+    await store.schedule_retry(
+        "h", 1, attempts=1, next_attempt_at=T0, first_attempt_at=T0, error="x", now=T0
+    )
+    await store.dead_letter("h", 1, attempts=1, error="x", now=T0)
+
+    assert await store.pending("h") == []
+    assert await store.dead_letters() == []
+
+
+async def test_reopen_after_crash_keeps_everything(db: Path) -> None:
+    """A second store on a file whose first store never closed sees every commit."""
+    first = await Store.open(db)
+    try:
+        await first.commit(
+            SRC,
+            states={"a": state_of("a")},
+            events=[created("a")],
+            sinks=["hook"],
+            now=T0,
+            baselined=True,
+        )
+        await first.dead_letter("hook", 1, attempts=2, error="HTTP 400", now=T0)
+
+        async with await Store.open(db) as second:
+            assert await second.load_states(SRC) == {"a": state_of("a")}
+            assert await second.is_baselined(SRC)
+            assert [e.event_id for e in await second.journal()] == [created("a").id]
+            assert [d.last_error for d in await second.dead_letters()] == ["HTTP 400"]
+    finally:
+        await first.aclose()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
+async def test_commit_survives_kill_9(db: Path) -> None:
+    """A commit that returned survives the process being killed with SIGKILL right after."""
+    child = textwrap.dedent(
+        """
+        import os, signal, sys
+        import anyio
+        from watcher.diff import diff
+        from watcher.models import FineTuningJob
+        from watcher.store import Store
+
+        async def main():
+            store = await Store.open(sys.argv[1])
+            job = FineTuningJob(id="ftjob-k", status="running")
+            state, events = diff(None, job, source="openai", now=1.0)
+            await store.commit(
+                "openai", states={job.id: state}, events=events, sinks=["hook"], now=1.0
+            )
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        anyio.run(main)
+        """
+    )
+    with anyio.fail_after(30):
+        result = await anyio.run_process(
+            [sys.executable, "-c", child, str(db)], check=False, stderr=None
+        )
+    assert result.returncode == -signal.SIGKILL
+
+    async with await Store.open(db) as store:
+        assert list(await store.load_states(SRC)) == ["ftjob-k"]
+        assert [d.event().job_id for d in await store.pending("hook")] == ["ftjob-k"]
+
+
+async def test_newer_schema_is_refused(db: Path) -> None:
+    """A file written by a newer ftwatch is refused with advice, and left untouched."""
+    await (await Store.open(db)).aclose()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+
+    with pytest.raises(StoreError, match="newer ftwatch") as info:
+        await Store.open(db)
+
+    assert str(db) in str(info.value)
+    assert "upgrade ftwatch or point state.path at another file" in str(info.value)
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
+    conn.close()
+
+
+async def test_non_sqlite_file_is_refused(tmp_path: Path) -> None:
+    """A file that is not SQLite is refused with a sentence naming it, and left untouched."""
+    path = tmp_path / "notes.txt"
+    text = "these are my notes, not a database\n" * 100
+    path.write_text(text)
+
+    with pytest.raises(StoreError, match="is not an SQLite database") as info:
+        await Store.open(path)
+
+    assert str(path) in str(info.value)
+    assert path.read_text() == text
+
+
+async def test_other_programs_database_is_refused(tmp_path: Path) -> None:
+    """An SQLite file of another program is refused, not filled with our tables."""
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (name TEXT)")
+    conn.close()
+
+    with pytest.raises(StoreError, match="database of another program") as info:
+        await Store.open(path)
+
+    assert str(path) in str(info.value)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    conn.close()
+
+
+async def test_unusable_path_is_refused(tmp_path: Path) -> None:
+    """A path that cannot be a file (a directory) gives a StoreError naming it."""
+    with pytest.raises(StoreError, match="Cannot create the state file") as info:
+        await Store.open(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+async def test_closed_store_refuses_calls(db: Path) -> None:
+    """After aclose() (which may be called twice) every call raises StoreError."""
+    store = await Store.open(db)
+    await store.aclose()
+    await store.aclose()
+
+    with pytest.raises(StoreError, match="is closed"):
+        await store.journal()
+    assert "closed" in repr(store)
