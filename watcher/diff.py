@@ -105,7 +105,9 @@ def diff(
     if before == status:
         return JobState(current, previous.seen, previous.since), events
 
-    since = {**previous.since, status: now}
+    # A status entered again (running -> paused -> running) keeps the time it was first seen.
+    since = dict(previous.since)
+    since.setdefault(status, now)
     change_key = f"{before}>{status}"
     events.append(
         JobStatusChanged(
