@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 
-__all__ = ["Clock", "ManualClock", "ScaledClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "ScaledClock", "SystemClock", "sleep_or_wake"]
 
 
 @runtime_checkable
@@ -106,3 +106,32 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``."""
         self.set(self._now + seconds)
+
+
+async def sleep_or_wake(clock: Clock, seconds: float | None, wake: anyio.Event) -> bool:
+    """Wait until ``seconds`` pass on ``clock`` (forever when None) or ``wake`` is set.
+
+    Returns True when woken by the event. Lets loops that wait on a clock also react at once to
+    new work (a new event in the journal, a poke from a test) without polling.
+    """
+    if wake.is_set():
+        return True
+    woken = False
+    async with anyio.create_task_group() as tg:
+
+        async def _sleeper() -> None:
+            if seconds is None:
+                await anyio.sleep_forever()
+            else:
+                await clock.sleep(seconds)
+            tg.cancel_scope.cancel()
+
+        async def _waker() -> None:
+            nonlocal woken
+            await wake.wait()
+            woken = True
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(_sleeper)
+        tg.start_soon(_waker)
+    return woken

@@ -37,6 +37,8 @@ async def serve_asgi(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncI
         lifespan="off",
         log_level="warning",
         access_log=False,
+        # Our logging config owns the handlers, so uvicorn's lines are masked and formatted too.
+        log_config=None,
         timeout_graceful_shutdown=1,
     )
     config.load()

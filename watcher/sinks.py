@@ -135,7 +135,11 @@ class Sink(Protocol):
 class SinkType(Protocol):
     """What an entry point names: a class that builds a :class:`Sink` from its config."""
 
-    config_model: ClassVar[type[SinkConfig]]
+    # A read-only property, so that a sink class (whose attribute is a ClassVar) satisfies it.
+    @property
+    def config_model(self) -> type[SinkConfig]:
+        """The pydantic model of the sink's config section."""
+        ...
 
     def __call__(self, config: Any, /) -> Sink:
         """Build the sink from its validated config."""

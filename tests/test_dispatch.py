@@ -1,0 +1,262 @@
+"""Delivery: at least once, per-job order, retries with backoff, dead letters, isolation."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+from tests.helpers import events_for
+
+from watcher.clock import ManualClock
+from watcher.dispatch import SinkWorker, backoff_delay
+from watcher.errors import SinkDisabled, SinkRejected, SinkUnavailable
+from watcher.events import BaseEvent
+from watcher.sinks import RetryPolicy, SinkConfig
+from watcher.store import Store
+from watcher.testing import CollectingSink
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real SQLite store in a temporary directory."""
+    async with await Store.open(tmp_path / "state.db") as s:
+        yield s
+
+
+def _sink(name: str = "collect", **config: object) -> CollectingSink:
+    return CollectingSink(SinkConfig(name=name, type="collect", **config))  # type: ignore[arg-type]
+
+
+async def _journal(store: Store, events: Sequence[BaseEvent], sinks: Sequence[str]) -> None:
+    await store.commit("test", states={}, events=list(events), sinks=list(sinks), now=1000.0)
+
+
+def _worker(sink: CollectingSink, store: Store, clock: ManualClock) -> SinkWorker:
+    return SinkWorker(sink, sink.config, store, clock=clock, rng=random.Random(1))
+
+
+async def test_events_are_delivered_once_in_journal_order(store: Store) -> None:
+    """Every journaled event reaches the sink once, in order, and is then acknowledged."""
+    clock = ManualClock(2000.0)
+    sink = _sink()
+    events = events_for("ftjob-a", ["queued", "running", "succeeded"])
+    await _journal(store, events, ["collect"])
+    worker = _worker(sink, store, clock)
+    assert await worker.drain_once()
+    assert [e.id for e in sink.events] == [e.id for e in events]
+    assert await store.pending("collect") == []
+    assert not await worker.drain_once()
+
+
+async def test_a_failing_receiver_is_retried_with_backoff_then_catches_up_in_order(
+    store: Store,
+) -> None:
+    """A sink failing its first deliveries gets them again after backoff, job order intact."""
+    clock = ManualClock(2000.0)
+    sink = _sink(retry=RetryPolicy(initial_backoff=1, max_backoff=10))
+    failures = {"left": 3}
+
+    def fail(event: BaseEvent) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise SinkUnavailable("receiver down", sink="collect", status_code=503)
+
+    sink.fail = fail
+    a = events_for("ftjob-a", ["queued", "running", "succeeded"])
+    b = events_for("ftjob-b", ["queued", "running", "failed"])
+    await _journal(store, [*a, *b], ["collect"])
+    worker = _worker(sink, store, clock)
+    for _ in range(20):
+        if not await worker.drain_once():
+            if worker.next_due is None:
+                break
+            clock.set(worker.next_due)
+    got_a = [e.id for e in sink.events if e.job_id == "ftjob-a"]
+    got_b = [e.id for e in sink.events if e.job_id == "ftjob-b"]
+    assert got_a == [e.id for e in a]
+    assert got_b == [e.id for e in b]
+    assert await store.dead_letters() == []
+
+
+async def test_a_retry_waits_for_its_backoff_on_the_clock(store: Store) -> None:
+    """After a transient failure nothing is sent again until the clock reaches the retry time."""
+    clock = ManualClock(2000.0)
+    sink = _sink(retry=RetryPolicy(initial_backoff=30, max_backoff=30))
+    sink.fail = lambda e: (_ for _ in ()).throw(SinkUnavailable("down", sink="collect"))
+    await _journal(store, events_for("ftjob-a", ["queued", "running"]), ["collect"])
+    worker = _worker(sink, store, clock)
+    await worker.drain_once()
+    [row] = await store.pending("collect")
+    assert row.attempts == 1
+    assert 2000.0 <= row.next_attempt_at <= 2030.0
+    assert not await worker.drain_once() or row.next_attempt_at == 2000.0
+    sink.fail = None
+    clock.set(row.next_attempt_at)
+    await worker.drain_once()
+    assert len(sink.events) == 1
+
+
+async def test_retry_after_from_the_receiver_is_a_floor(store: Store) -> None:
+    """A receiver's Retry-After is honoured: the retry is not scheduled sooner."""
+    clock = ManualClock(2000.0)
+    sink = _sink(retry=RetryPolicy(initial_backoff=0.01, max_backoff=600))
+    sink.fail = lambda e: (_ for _ in ()).throw(
+        SinkUnavailable("slow down", sink="collect", status_code=429, retry_after=120)
+    )
+    await _journal(store, events_for("ftjob-a", ["queued", "running"]), ["collect"])
+    await _worker(sink, store, clock).drain_once()
+    [row] = await store.pending("collect")
+    assert row.next_attempt_at >= 2120.0
+
+
+async def test_spent_retries_make_a_dead_letter_and_the_job_goes_on(store: Store) -> None:
+    """After max_attempts the event is a dead letter with its last error; later events flow."""
+    clock = ManualClock(2000.0)
+    sink = _sink(retry=RetryPolicy(max_attempts=2, initial_backoff=1, max_backoff=1))
+    events = events_for("ftjob-a", ["queued", "running", "succeeded"])
+    first = events[0].id
+
+    def fail(event: BaseEvent) -> None:
+        if event.id == first:
+            raise SinkUnavailable("503 from receiver", sink="collect", status_code=503)
+
+    sink.fail = fail
+    await _journal(store, events, ["collect"])
+    worker = _worker(sink, store, clock)
+    with capture_logs() as logs:
+        for _ in range(5):
+            await worker.drain_once()
+            clock.advance(5)
+    [dead] = await store.dead_letters("collect")
+    assert dead.event_id == first
+    assert dead.attempts == 2
+    assert "503 from receiver" in dead.last_error
+    assert [e.id for e in sink.events] == [e.id for e in events[1:]]
+    assert any(entry["event"] == "delivery_dead_lettered" for entry in logs)
+
+
+async def test_max_age_dead_letters_old_events(store: Store) -> None:
+    """An event older than retry.max_age is dead-lettered at its next failure."""
+    clock = ManualClock(1000.0 + 7200)
+    sink = _sink(retry=RetryPolicy(max_age=3600))
+    sink.fail = lambda e: (_ for _ in ()).throw(SinkUnavailable("down", sink="collect"))
+    await _journal(store, events_for("ftjob-a", ["queued", "running"]), ["collect"])
+    await _worker(sink, store, clock).drain_once()
+    assert len(await store.dead_letters("collect")) == 1
+
+
+async def test_a_rejected_event_is_dead_at_once(store: Store) -> None:
+    """SinkRejected is permanent: no retry, a dead letter, and the next event is delivered."""
+    clock = ManualClock(2000.0)
+    sink = _sink()
+    events = events_for("ftjob-a", ["queued", "running", "cancelled"])
+    sink.fail = lambda e: (
+        (_ for _ in ()).throw(SinkRejected("422", sink="collect", status_code=422))
+        if e.id == events[0].id
+        else None
+    )
+    await _journal(store, events, ["collect"])
+    await _worker(sink, store, clock).drain_once()
+    assert [d.event_id for d in await store.dead_letters()] == [events[0].id]
+    assert len(sink.events) == 2
+
+
+async def test_a_disabled_sink_stops_and_keeps_its_queue(store: Store) -> None:
+    """SinkDisabled (HTTP 410) stops the worker with a clear log; the queue is kept."""
+    clock = ManualClock(2000.0)
+    sink = _sink()
+    sink.fail = lambda e: (_ for _ in ()).throw(SinkDisabled("410 Gone", sink="collect"))
+    await _journal(store, events_for("ftjob-a", ["queued", "running"]), ["collect"])
+    worker = _worker(sink, store, clock)
+    with capture_logs() as logs, anyio.fail_after(5):
+        await worker.run()
+    assert worker.disabled == "410 Gone"
+    assert len(await store.pending("collect")) == 1
+    assert any(entry["event"] == "sink_disabled" for entry in logs)
+
+
+async def test_a_plugin_exception_is_retried_and_logged_with_its_traceback(store: Store) -> None:
+    """An unexpected exception from a sink is transient: retried, logged with exc_info."""
+    clock = ManualClock(2000.0)
+    sink = _sink()
+
+    def boom(event: BaseEvent) -> None:
+        raise RuntimeError("plugin bug")
+
+    sink.fail = boom
+    await _journal(store, events_for("ftjob-a", ["queued", "running"]), ["collect"])
+    with capture_logs() as logs:
+        await _worker(sink, store, clock).drain_once()
+    [row] = await store.pending("collect")
+    assert row.attempts == 1
+    assert any(e["event"] == "sink_raised" and e.get("exc_info") for e in logs)
+
+
+async def test_filtered_events_count_as_delivered(store: Store) -> None:
+    """Events a sink's routing filters out are acknowledged without being sent."""
+    clock = ManualClock(2000.0)
+    sink = _sink(events=["fine_tuning.job.failed"])
+    await _journal(store, events_for("ftjob-a", ["queued", "running", "failed"]), ["collect"])
+    await _worker(sink, store, clock).drain_once()
+    assert [e.type for e in sink.events] == ["fine_tuning.job.failed"]
+    assert await store.pending("collect") == []
+
+
+async def test_one_jobs_retry_never_holds_back_another_job(store: Store) -> None:
+    """While one job's event waits for a retry, other jobs' events are delivered."""
+    clock = ManualClock(2000.0)
+    sink = _sink(retry=RetryPolicy(initial_backoff=60, max_backoff=60))
+    a = events_for("ftjob-a", ["queued", "running", "succeeded"])
+    b = events_for("ftjob-b", ["queued", "running", "succeeded"])
+    sink.fail = lambda e: (
+        (_ for _ in ()).throw(SinkUnavailable("x", sink="collect"))
+        if e.job_id == "ftjob-a"
+        else None
+    )
+    await _journal(store, [*a, *b], ["collect"])
+    await _worker(sink, store, clock).drain_once()
+    assert [e.id for e in sink.events] == [e.id for e in b]
+    pending = await store.pending("collect")
+    assert [p.event_id for p in pending] == [e.id for e in a]
+
+
+async def test_a_hanging_sink_never_delays_a_healthy_one(store: Store) -> None:
+    """With one sink hanging forever, another sink's worker delivers everything."""
+    clock = ManualClock(2000.0)
+    healthy = _sink("healthy")
+    hanging = _sink("hanging")
+    never = anyio.Event()
+
+    async def hang(event: BaseEvent) -> None:
+        await never.wait()
+
+    hanging.send = hang  # type: ignore[method-assign]
+    events = [
+        *events_for("ftjob-a", ["queued", "running", "succeeded"]),
+        *events_for("ftjob-b", ["queued", "failed"]),
+    ]
+    await _journal(store, events, ["healthy", "hanging"])
+    workers = [_worker(healthy, store, clock), _worker(hanging, store, clock)]
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for w in workers:
+                tg.start_soon(w.run)
+            await healthy.wait_for(len(events))
+            tg.cancel_scope.cancel()
+    assert [e.id for e in healthy.events] == [e.id for e in events]
+    assert len(await store.pending("hanging")) == len(events)
+
+
+def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
+    """Backoff stays within [0, min(max, initial * 2^(n-1))], and Retry-After is a floor."""
+    rng = random.Random(3)
+    for attempts in range(1, 12):
+        ceiling = min(300.0, 1.0 * 2 ** (attempts - 1))
+        for _ in range(50):
+            delay = backoff_delay(attempts, initial=1.0, maximum=300.0, rng=rng)
+            assert 0.0 <= delay <= ceiling
+    assert backoff_delay(1, initial=1.0, maximum=300.0, rng=rng, retry_after=42) >= 42

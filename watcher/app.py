@@ -1,0 +1,341 @@
+"""``Watcher``: wires sources, the store, the dispatcher and subscribers; the public async API.
+
+::
+
+    async with Watcher.from_config("ftwatch.toml") as watcher:
+        async for event in watcher.events(JobFailed, JobSucceeded):
+            print(event.type, event.job.id)
+
+The flow goes one way: each source's poller diffs snapshots into events and journals them; the
+journal feeds one delivery worker per sink; after the journal commit, subscribers get the same
+events from memory.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import structlog
+
+from .client import APIClient
+from .clock import Clock, SystemClock
+from .config import Config, SourceConfig, StateConfig, load_config
+from .dispatch import SinkWorker
+from .events import BaseEvent
+from .http import AsyncBaseTransport
+from .logs import register_secret
+from .poller import SourcePoller
+from .sinks import Sink, SinkConfig, sink_plugin
+from .store import Store
+from .subscribers import Overflow, Subscription, type_patterns
+
+__all__ = ["Watcher"]
+
+log = structlog.get_logger(__name__)
+
+E = TypeVar("E", bound=BaseEvent)
+Handler = Callable[[Any], Awaitable[None]]
+
+_PRUNE_EVERY = 3600.0
+
+
+class Watcher:
+    """Watches fine-tuning jobs on every configured source and delivers their events.
+
+    Build it from a file with :meth:`from_config`, or from objects::
+
+        Watcher(sources=[SourceConfig(name="openai", api_key=...)],
+                sinks=[LogfileConfig(name="audit", type="logfile", path="events.jsonl")],
+                state_path="ftwatch.db")
+
+    ``sinks`` takes sink configs (built through the plugin registry) or ready sink objects that
+    have a ``name`` (a :class:`~watcher.sinks.SinkBase` keeps its own routing config).
+
+    Entering the context opens the store and starts polling and delivery in the background
+    (``autostart=False`` starts nothing, for tests that drive cycles with :meth:`poll_once` and
+    :meth:`flush`).
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        sources: Sequence[SourceConfig] = (),
+        sinks: Sequence[SinkConfig | Sink] = (),
+        state_path: str | os.PathLike[str] | None = None,
+        clock: Clock | None = None,
+        transport: AsyncBaseTransport | Mapping[str, AsyncBaseTransport] | None = None,
+        autostart: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        extra_sinks = [s for s in sinks if not isinstance(s, SinkConfig)]
+        sink_configs = [s for s in sinks if isinstance(s, SinkConfig)]
+        if config is None:
+            state = StateConfig() if state_path is None else StateConfig(path=Path(state_path))
+            config = Config(state=state, sources=list(sources), sinks=sink_configs)
+        else:
+            if sources or sink_configs:
+                config = config.model_copy(
+                    update={
+                        "sources": [*config.sources, *sources],
+                        "sinks": [*config.sinks, *sink_configs],
+                    }
+                )
+            if state_path is not None:
+                config = config.model_copy(
+                    update={"state": config.state.model_copy(update={"path": Path(state_path)})}
+                )
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._transport = transport
+        self._extra_sinks = extra_sinks
+        self._autostart = autostart
+        self._rng = random.Random(seed)
+        self._subscribers: list[Subscription] = []
+        self._handlers: list[tuple[Handler, Subscription]] = []
+        self._stack: AsyncExitStack | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stopped = anyio.Event()
+        self.store: Store | None = None
+        self.pollers: dict[str, SourcePoller] = {}
+        self.workers: dict[str, SinkWorker] = {}
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str], **kwargs: Any) -> Watcher:
+        """Build a watcher from a TOML file (see ``config.example.toml``)."""
+        return cls(load_config(path), **kwargs)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self._start(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop polling and delivery and release everything. What was not delivered stays queued."""
+        self._stopped.set()
+        for sub in list(self._subscribers):
+            sub.close()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        for source in self.config.sources:
+            register_secret(source.api_key)
+        self.store = store = await Store.open(self.config.state.path)
+        stack.push_async_callback(store.aclose)
+
+        for sink_config in self.config.sinks:
+            plugin = sink_plugin(sink_config.type)
+            sink = plugin.factory(sink_config)
+            stack.push_async_callback(sink.aclose)
+            self._add_worker(sink, sink_config)
+        for sink in self._extra_sinks:
+            own = getattr(sink, "config", None)
+            if isinstance(own, SinkConfig):
+                sink_config = own
+            else:
+                name = getattr(sink, "name", None)
+                if not isinstance(name, str):
+                    raise TypeError(f"sink {sink!r} needs a `name` attribute or a SinkConfig")
+                sink_config = SinkConfig(name=name, type=type(sink).__name__)
+            stack.push_async_callback(sink.aclose)
+            self._add_worker(sink, sink_config)
+
+        for source in self.config.sources:
+            client = APIClient(
+                base_url=source.base_url,
+                api_key=source.api_key,
+                organization=source.organization,
+                project=source.project,
+                source=source.name,
+                timeout=source.timeout,
+                max_attempts=source.max_attempts,
+                transport=self._transport_for(source.name),
+            )
+            stack.push_async_callback(client.aclose)
+            poller = SourcePoller(
+                source,
+                client,
+                store,
+                sinks=lambda: list(self.workers),
+                publish=self._publish,
+                clock=self.clock,
+                rng=random.Random(self._rng.random()),
+            )
+            await poller.load()
+            self.pollers[source.name] = poller
+
+        tg = anyio.create_task_group()
+        await stack.enter_async_context(tg)
+        self._tg = tg
+        # Cancel the background tasks before anything else on the stack closes.
+        stack.callback(tg.cancel_scope.cancel)
+        for handler, sub in self._handlers:
+            tg.start_soon(self._run_handler, handler, sub)
+        if self._autostart:
+            self.start_background()
+
+    def start_background(self) -> None:
+        """Start polling and delivery loops (done on entry unless ``autostart=False``)."""
+        assert self._tg is not None, "enter the Watcher first"
+        for poller in self.pollers.values():
+            self._tg.start_soon(self._run_poller, poller)
+        for worker in self.workers.values():
+            self._tg.start_soon(worker.run)
+        self._tg.start_soon(self._prune_loop)
+
+    def _transport_for(self, source: str) -> AsyncBaseTransport | None:
+        if self._transport is None or isinstance(self._transport, AsyncBaseTransport):
+            return self._transport
+        return self._transport.get(source)
+
+    def _add_worker(self, sink: Sink, config: SinkConfig) -> None:
+        if config.name in self.workers:
+            raise ValueError(f"two sinks are named {config.name!r}; give each a unique name")
+        self.workers[config.name] = SinkWorker(
+            sink,
+            config,
+            self._require_store(),
+            clock=self.clock,
+            rng=random.Random(self._rng.random()),
+        )
+
+    def _require_store(self) -> Store:
+        assert self.store is not None, "enter the Watcher first"
+        return self.store
+
+    async def _run_poller(self, poller: SourcePoller) -> None:
+        await poller.run()
+        if self.pollers and all(p.failed for p in self.pollers.values()):
+            log.error("all_sources_failed", sources=list(self.pollers))
+            self._stopped.set()
+
+    async def _prune_loop(self) -> None:
+        store = self._require_store()
+        while True:
+            try:
+                removed = await store.prune(
+                    older_than=self.clock.now() - self.config.state.retention
+                )
+                if removed:
+                    log.info("journal_pruned", entries=removed)
+            except Exception:
+                log.exception("prune_failed")
+            await self.clock.sleep(_PRUNE_EVERY)
+
+    # -- the flow out -------------------------------------------------------------------------
+
+    async def _publish(self, events: Sequence[BaseEvent]) -> None:
+        for worker in self.workers.values():
+            worker.wake()
+        for sub in list(self._subscribers):
+            for event in events:
+                sub.offer(event)
+
+    def events(
+        self,
+        *types: type[BaseEvent] | str,
+        buffer: int = 1000,
+        overflow: Overflow = "drop",
+    ) -> Subscription:
+        """Subscribe to events of the given types (classes, wire names or globs; none: all).
+
+        Iterate the result with ``async for``. Its buffer holds ``buffer`` events; when full,
+        ``overflow="drop"`` drops new events for this subscriber (counted in ``.dropped``) and
+        ``overflow="error"`` ends the iteration with :class:`~watcher.SubscriberOverflow`.
+        """
+        sub = Subscription(type_patterns(types), buffer=buffer, overflow=overflow)
+        sub._registry = self._subscribers
+        self._subscribers.append(sub)
+        return sub
+
+    def on(
+        self, *types: type[E] | str, buffer: int = 1000, overflow: Overflow = "drop"
+    ) -> Callable[[Callable[[E], Awaitable[None]]], Callable[[E], Awaitable[None]]]:
+        """Decorate an async function to be called with every event of the given types.
+
+        Handlers run in their own task with their own buffer; an exception in a handler is
+        logged and the handler keeps receiving later events.
+        """
+
+        def register(fn: Callable[[E], Awaitable[None]]) -> Callable[[E], Awaitable[None]]:
+            sub = self.events(*types, buffer=buffer, overflow=overflow)
+            self._handlers.append((fn, sub))
+            if self._tg is not None:
+                self._tg.start_soon(self._run_handler, fn, sub)
+            return fn
+
+        return register
+
+    async def _run_handler(self, handler: Handler, sub: Subscription) -> None:
+        async for event in sub:
+            try:
+                await handler(event)
+            except Exception:
+                log.exception("handler_failed", handler=getattr(handler, "__name__", "?"))
+
+    # -- driving it by hand (tests, scripts) ---------------------------------------------------
+
+    async def poll_once(self, source: str | None = None) -> list[BaseEvent]:
+        """Run one poll cycle now on one source (or all) and return the events it journaled."""
+        pollers = [self.pollers[source]] if source else list(self.pollers.values())
+        events: list[BaseEvent] = []
+        for poller in pollers:
+            events.extend((await poller.poll_once()).events)
+        return events
+
+    async def flush(self) -> None:
+        """Deliver everything that is due now to every sink (for ``autostart=False``)."""
+        for worker in self.workers.values():
+            while worker.disabled is None and await worker.drain_once():
+                pass
+
+    async def drained(self) -> None:
+        """Wait until every sink has no delivery due now (retries scheduled later do not count)."""
+        store = self._require_store()
+        for worker in self.workers.values():
+            while worker.disabled is None:
+                pending = await store.pending(worker.name, limit=1)
+                if not pending or (worker.idle.is_set() and worker.next_due is not None):
+                    break
+                worker.wake()
+                await worker.idle.wait()
+
+    def stop(self) -> None:
+        """Ask :meth:`wait` to return (the daemon's clean shutdown path)."""
+        self._stopped.set()
+
+    async def wait(self) -> None:
+        """Run until :meth:`stop` is called or every source has failed for good."""
+        await self._stopped.wait()
+
+    @property
+    def all_sources_failed(self) -> bool:
+        """True when every source stopped because its credentials were refused."""
+        return bool(self.pollers) and all(p.failed for p in self.pollers.values())

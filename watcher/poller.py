@@ -1,0 +1,297 @@
+"""One source's loop: when to poll, how many pages to read, what to retrieve one by one.
+
+Steady-state cost is what matters here: the API is rate-limited and a platform team may have
+thousands of finished jobs. The list endpoint returns jobs newest first, so a cycle reads the
+first page, which shows every new job and usually every active one, and goes deeper only while
+that is cheaper than retrieving the active jobs it has not seen yet one by one. Finished jobs
+are never fetched again. Pagination is bounded (``max_pages``, repeated cursors, empty pages)
+and so are single retrieves (``max_retrieves``, oldest-checked first, the rest next cycle).
+
+The first cycle of a new source is a silent baseline (unless ``emit_existing``): every job is
+recorded without events, possibly across several cycles for a very long history.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+
+from .client import APIClient
+from .clock import Clock, SystemClock, sleep_or_wake
+from .config import SourceConfig
+from .diff import JobState, diff
+from .errors import APIError, AuthenticationError, MalformedResponse, NotFoundError
+from .events import BaseEvent
+from .models import FineTuningJob
+from .store import Store
+
+__all__ = ["CycleReport", "SourcePoller"]
+
+log = structlog.get_logger(__name__)
+
+#: Called with the events a cycle journaled, after they are durable.
+Publish = Callable[[Sequence[BaseEvent]], Awaitable[None]]
+
+
+@dataclass
+class CycleReport:
+    """What one poll cycle did: for logs, tests and benchmarks."""
+
+    source: str
+    events: list[BaseEvent] = field(default_factory=list)
+    pages: int = 0
+    retrieves: int = 0
+    jobs_seen: int = 0
+    skipped: int = 0
+    baseline: bool = False
+    #: Why paging stopped early, when it did abnormally (a repeated cursor, the page limit).
+    truncated: str | None = None
+
+
+def _order_key(job: FineTuningJob) -> tuple[int, str]:
+    return (job.created_at or 0, job.id)
+
+
+class SourcePoller:
+    """Polls one source on its own schedule and journals the events its changes mean."""
+
+    def __init__(
+        self,
+        config: SourceConfig,
+        client: APIClient,
+        store: Store,
+        *,
+        sinks: Callable[[], Sequence[str]],
+        publish: Publish,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.store = store
+        self.clock = clock or SystemClock()
+        self._sinks = sinks
+        self._publish = publish
+        self._rng = rng or random.Random()
+        self.states: dict[str, JobState] = {}
+        self.baselined = False
+        self._baseline_cursor: str | None = None
+        self._last_checked: dict[str, float] = {}
+        self._gone: set[str] = set()
+        self._lock = anyio.Lock()
+        self._poke = anyio.Event()
+        #: Set once the source failed for good (its key was refused); the loop has stopped.
+        self.failed: str | None = None
+        self.cycles = 0
+
+    @property
+    def name(self) -> str:
+        """The source's configured name."""
+        return self.config.name
+
+    async def load(self) -> None:
+        """Read what the store remembers of this source (call once before polling)."""
+        self.states = await self.store.load_states(self.name)
+        self.baselined = await self.store.is_baselined(self.name)
+
+    def poke(self) -> None:
+        """Make the loop poll now instead of at the end of its interval."""
+        self._poke.set()
+
+    def active_jobs(self) -> list[str]:
+        """Ids of the known jobs that may still change."""
+        return [
+            job_id
+            for job_id, st in self.states.items()
+            if not st.job.is_terminal and job_id not in self._gone
+        ]
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll forever on this source's interval (with jitter); never raises for API trouble."""
+        while True:
+            delay = self.config.poll_interval
+            try:
+                await self.poll_once()
+            except AuthenticationError as exc:
+                self.failed = str(exc)
+                log.error(
+                    "source_stopped",
+                    source=self.name,
+                    reason=str(exc),
+                    status_code=exc.status_code,
+                    hint="check api_key, organization and project for this source",
+                )
+                return
+            except MalformedResponse as exc:
+                log.warning("cycle_skipped_malformed_response", source=self.name, error=str(exc))
+            except APIError as exc:
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after:
+                    delay = max(delay, float(retry_after))
+                log.warning(
+                    "cycle_skipped_api_error",
+                    source=self.name,
+                    error=str(exc),
+                    status_code=exc.status_code,
+                )
+            except Exception:
+                # A bug or an unforeseen answer must cost one cycle, never the daemon.
+                log.exception("cycle_failed", source=self.name)
+            jitter = self.config.jitter
+            delay *= 1.0 + self._rng.uniform(-jitter, jitter)
+            await sleep_or_wake(self.clock, delay, self._poke)
+            self._poke = anyio.Event()
+
+    async def poll_once(self) -> CycleReport:
+        """Run one cycle now: fetch, diff, journal, publish. Returns what it did."""
+        async with self._lock:
+            return await self._cycle()
+
+    async def _cycle(self) -> CycleReport:
+        report = CycleReport(self.name, baseline=not self.baselined)
+        self.cycles += 1
+        if self.config.jobs is not None:
+            snapshots = await self._fetch_listed(report)
+            complete = True
+        else:
+            snapshots, complete = await self._fetch_paged(report)
+        now = self.clock.now()
+        announce = self.baselined or self.config.emit_existing
+        changed: dict[str, JobState] = {}
+        events: list[BaseEvent] = []
+        for job in snapshots.values():
+            previous = self.states.get(job.id)
+            state, new_events = diff(
+                previous, job, source=self.name, now=now, announce_new=announce
+            )
+            if previous is None or previous.job != job or previous.seen != state.seen:
+                changed[job.id] = state
+            link = self.config.job_link(job.id)
+            events.extend(
+                e.model_copy(update={"dashboard_url": link}) if link else e for e in new_events
+            )
+        finishing_baseline = not self.baselined and complete
+        if changed or events or finishing_baseline:
+            await self.store.commit(
+                self.name,
+                states=changed,
+                events=events,
+                sinks=list(self._sinks()),
+                now=now,
+                baselined=True if finishing_baseline else None,
+            )
+        self.states.update(changed)
+        if finishing_baseline:
+            self.baselined = True
+            log.info("baseline_recorded", source=self.name, jobs=len(self.states))
+        report.events = events
+        report.jobs_seen = len(snapshots)
+        if events:
+            await self._publish(events)
+        log.debug(
+            "cycle_done",
+            source=self.name,
+            pages=report.pages,
+            retrieves=report.retrieves,
+            events=len(events),
+        )
+        return report
+
+    # -- fetching -----------------------------------------------------------------------------
+
+    async def _fetch_listed(self, report: CycleReport) -> dict[str, FineTuningJob]:
+        """``jobs = [...]``: retrieve the configured jobs that may still change."""
+        assert self.config.jobs is not None
+        wanted = [
+            j
+            for j in self.config.jobs
+            if j not in self._gone and (j not in self.states or not self.states[j].job.is_terminal)
+        ]
+        return await self._retrieve(wanted, report)
+
+    async def _fetch_paged(self, report: CycleReport) -> tuple[dict[str, FineTuningJob], bool]:
+        """Read pages newest first as far as needed; returns the jobs and whether the end was hit."""
+        seen: dict[str, FineTuningJob] = {}
+        baseline = not self.baselined
+        after = self._baseline_cursor if baseline else None
+        cursors: set[str] = set()
+        complete = False
+        max_pages = self.config.max_pages
+        while True:
+            if report.pages >= max_pages:
+                report.truncated = f"read the page limit ({max_pages} pages)"
+                break
+            page = await self.client.list_jobs(limit=self.config.page_size, after=after)
+            report.pages += 1
+            report.skipped += page.skipped
+            hit_known = False
+            for job in page.items:
+                seen.setdefault(job.id, job)
+                hit_known = hit_known or job.id in self.states
+            if not page.has_more:
+                complete = True
+                break
+            if not page.items or page.last_id is None or page.last_id in cursors:
+                # A server that says has_more but repeats itself or sends nothing cannot trap us.
+                report.truncated = "the server said has_more but repeated a cursor or sent nothing"
+                complete = True
+                break
+            cursors.add(page.last_id)
+            after = page.last_id
+            if baseline:
+                continue
+            if not hit_known:
+                continue  # more new jobs than one page: keep reading until a known one shows
+            if not self._paging_is_cheaper(seen, page.items[-1]):
+                break
+        if baseline:
+            self._baseline_cursor = None if complete else after
+        if report.truncated:
+            log.warning(
+                "pagination_stopped",
+                source=self.name,
+                reason=report.truncated,
+                pages=report.pages,
+            )
+        if not baseline:
+            missing = [j for j in self.active_jobs() if j not in seen]
+            seen.update(await self._retrieve(missing, report))
+        return seen, complete
+
+    def _paging_is_cheaper(self, seen: dict[str, FineTuningJob], last: FineTuningJob) -> bool:
+        """Would reading on reach the unseen active jobs in fewer requests than retrieving them?"""
+        unseen = [self.states[j].job for j in self.active_jobs() if j not in seen]
+        if not unseen:
+            return False
+        oldest = min(_order_key(j) for j in unseen)
+        last_key = _order_key(last)
+        # Every known job between the last one read and the oldest unseen active one is a row
+        # we would have to page through (new jobs we do not know yet can only be newer).
+        between = sum(1 for st in self.states.values() if oldest <= _order_key(st.job) < last_key)
+        pages_needed = math.ceil(between / self.config.page_size)
+        return pages_needed < len(unseen)
+
+    async def _retrieve(self, job_ids: list[str], report: CycleReport) -> dict[str, FineTuningJob]:
+        """Retrieve jobs one by one, least recently checked first, at most ``max_retrieves``."""
+        out: dict[str, FineTuningJob] = {}
+        job_ids = sorted(job_ids, key=lambda j: self._last_checked.get(j, 0.0))
+        for job_id in job_ids[: self.config.max_retrieves]:
+            self._last_checked[job_id] = self.clock.now()
+            report.retrieves += 1
+            try:
+                out[job_id] = await self.client.retrieve_job(job_id)
+            except NotFoundError:
+                self._gone.add(job_id)
+                log.warning("job_not_found", source=self.name, job_id=job_id)
+            except MalformedResponse as exc:
+                log.warning(
+                    "job_skipped_malformed", source=self.name, job_id=job_id, error=str(exc)
+                )
+        return out
