@@ -1,0 +1,74 @@
+"""The readable one-line form of an event, for a person watching a terminal."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Final
+
+from watcher.events import BaseEvent
+
+__all__ = ["COLOURS", "format_line"]
+
+#: ANSI colour per event type; any other type (created, status_changed, later ones) is cyan.
+COLOURS: Final = {
+    "fine_tuning.job.succeeded": "\x1b[32m",
+    "fine_tuning.job.failed": "\x1b[31m",
+    "fine_tuning.job.cancelled": "\x1b[33m",
+}
+_OTHER: Final = "\x1b[36m"
+_RESET: Final = "\x1b[0m"
+
+#: A failure's message is cut to this many characters: the line stays one line on a screen.
+_DETAIL_MAX: Final = 200
+
+# C0 and C1 control characters, DEL included: an API value must not move the cursor, recolour
+# the terminal or set its title.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _clean(text: str) -> str:
+    return _CONTROL.sub(" ", text)
+
+
+def _detail(event: BaseEvent) -> str:
+    job = event.job
+    if event.type == "fine_tuning.job.succeeded" and job.fine_tuned_model:
+        return job.fine_tuned_model
+    if event.type == "fine_tuning.job.failed" and job.failure is not None:
+        failure = job.failure
+        text = ": ".join(p for p in (failure.code, failure.message) if p)
+        text = " ".join(text.split())
+        return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 1] + "…"
+    model = job.model or ""
+    if model and job.user_provided_suffix:
+        model += f" ({job.user_provided_suffix})"
+    return model
+
+
+def _change(event: BaseEvent) -> str:
+    status = event.job.status
+    if event.type == "fine_tuning.job.created":
+        return f"created, {status}"
+    if event.previous_status is not None and event.previous_status != status:
+        return f"{event.previous_status} → {status}"
+    return status
+
+
+def format_line(event: BaseEvent, *, colour: bool) -> str:
+    """Render ``event`` as one line, without its newline.
+
+    For example ``12:04:05  ftjob-abc  running → succeeded  ft:gpt-4o-mini:org:x:1 (source
+    openai)``. The time is when ftwatch saw the change, in local time. ``colour`` paints the
+    status change (green succeeded, red failed, yellow cancelled, cyan otherwise). Control
+    characters from the API are replaced, so nothing in a job can steer the terminal.
+    """
+    when = datetime.fromtimestamp(event.observed_at).strftime("%H:%M:%S")
+    change = _clean(_change(event))
+    if colour:
+        change = f"{COLOURS.get(event.type, _OTHER)}{change}{_RESET}"
+    parts = [when, _clean(event.job.id), change]
+    detail = _clean(_detail(event))
+    if detail:
+        parts.append(detail)
+    return "  ".join(parts) + f" (source {_clean(event.source)})"
