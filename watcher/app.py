@@ -177,6 +177,8 @@ class Watcher:
                 timeout=source.timeout,
                 max_attempts=source.max_attempts,
                 transport=self._transport_for(source.name),
+                # Retry waits run on the watcher's clock, so tests drive them like the rest.
+                sleep=self.clock.sleep,
             )
             stack.push_async_callback(client.aclose)
             poller = SourcePoller(

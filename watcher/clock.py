@@ -62,12 +62,15 @@ class ScaledClock:
 class ManualClock:
     """A clock that moves only when a test calls :meth:`advance` or :meth:`set`.
 
-    Sleepers wake, in deadline order, as soon as time reaches their deadline.
+    Sleepers wake, in deadline order, as soon as time reaches their deadline. With
+    ``autojump=True`` a sleep moves the clock to its own deadline at once, so code that backs off
+    (API retries) runs through its waits instantly and deterministically.
     """
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
+    def __init__(self, start: float = 1_700_000_000.0, *, autojump: bool = False) -> None:
         self._now = start
         self._sleepers: list[tuple[float, anyio.Event]] = []
+        self.autojump = autojump
 
     def now(self) -> float:
         """Return the current manual time."""
@@ -76,6 +79,10 @@ class ManualClock:
     async def sleep(self, seconds: float) -> None:
         """Wait until the clock has been advanced by ``seconds``."""
         if seconds <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self.autojump:
+            self.advance(seconds)
             await anyio.lowlevel.checkpoint()
             return
         event = anyio.Event()
