@@ -33,6 +33,7 @@ RANKS: dict[str, int] = {
     "demo": 8,
     "follow": 8,
     "cli": 9,
+    "__main__": 10,
     "testing": 9,
     "__init__": 10,
 }

@@ -118,7 +118,7 @@ async def test_readable_line_on_a_terminal() -> None:
     match = LINE.fullmatch(line)
     assert match is not None, line
     assert match["rest"] == (
-        f"ftjob-abc123  {GREEN}running → succeeded{RESET}  ft:gpt-4o-mini:org:x:1234 "
+        f"succeeded  ftjob-abc123  {GREEN}running → succeeded{RESET}  ft:gpt-4o-mini:org:x:1234 "
         "(source openai)"
     )
     assert terminal.flushes == 1
@@ -155,10 +155,10 @@ def test_lines_for_each_event_type() -> None:
         }.items()
     }
     assert {k: m["rest"] if m else None for k, m in rest.items()} == {
-        "created": "ftjob-abc123  created, running  gpt-4o-mini (x) (source openai)",
-        "changed": "ftjob-abc123  running → cancelled  gpt-4o-mini (x) (source openai)",
-        "cancelled": "ftjob-abc123  running → cancelled  gpt-4o-mini (x) (source openai)",
-        "failed": "ftjob-abc123  running → failed  invalid_file: bad row 3 (source openai)",
+        "created": "created    ftjob-abc123  created, running  gpt-4o-mini (x) (source openai)",
+        "changed": "status     ftjob-abc123  running → cancelled  gpt-4o-mini (x) (source openai)",
+        "cancelled": "cancelled  ftjob-abc123  running → cancelled  gpt-4o-mini (x) (source openai)",
+        "failed": "failed     ftjob-abc123  running → failed  invalid_file: bad row 3 (source openai)",
     }
 
 

@@ -1,1 +1,130 @@
-"""ftwatch: watch fine-tuning jobs and deliver their events."""
+"""ftwatch: watch fine-tuning jobs, diff them into typed events, deliver them durably.
+
+The public API, restated here and asserted by ``tests/test_exports.py``::
+
+    from watcher import Watcher, JobFailed, JobSucceeded
+
+    async with Watcher.from_config("ftwatch.toml") as watcher:
+        async for event in watcher.events(JobFailed, JobSucceeded):
+            print(event.type, event.job.id)
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .app import Watcher
+from .client import APIClient, Page
+from .clock import Clock, ManualClock, ScaledClock, SystemClock
+from .config import Config, LoggingConfig, SourceConfig, StateConfig, load_config, parse_config
+from .diff import JobState, diff
+from .durations import Duration, parse_duration
+from .errors import (
+    APIError,
+    AuthenticationError,
+    ConfigError,
+    MalformedResponse,
+    NotFoundError,
+    PluginError,
+    RateLimited,
+    ServerError,
+    SinkDisabled,
+    SinkError,
+    SinkRejected,
+    SinkUnavailable,
+    StoreError,
+    WatcherError,
+)
+from .events import (
+    EVENT_TYPES,
+    BaseEvent,
+    Event,
+    JobCancelled,
+    JobCreated,
+    JobFailed,
+    JobStatusChanged,
+    JobSucceeded,
+    event_from_envelope,
+    event_id,
+)
+from .models import TERMINAL_STATUSES, FineTuningJob, Hyperparameters, JobError, JobMethod
+from .sinks import (
+    ENTRY_POINT_GROUP,
+    RetryPolicy,
+    Sink,
+    SinkBase,
+    SinkConfig,
+    SinkPlugin,
+    available_sinks,
+    register_sink,
+    sink_plugin,
+    unregister_sink,
+)
+from .subscribers import SubscriberOverflow, Subscription
+
+try:
+    __version__ = version("ftwatch")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+__all__ = [
+    "APIClient",
+    "APIError",
+    "AuthenticationError",
+    "BaseEvent",
+    "Clock",
+    "Config",
+    "ConfigError",
+    "Duration",
+    "ENTRY_POINT_GROUP",
+    "EVENT_TYPES",
+    "Event",
+    "FineTuningJob",
+    "Hyperparameters",
+    "JobCancelled",
+    "JobCreated",
+    "JobError",
+    "JobFailed",
+    "JobMethod",
+    "JobState",
+    "JobStatusChanged",
+    "JobSucceeded",
+    "LoggingConfig",
+    "MalformedResponse",
+    "ManualClock",
+    "NotFoundError",
+    "Page",
+    "PluginError",
+    "RateLimited",
+    "RetryPolicy",
+    "ScaledClock",
+    "ServerError",
+    "Sink",
+    "SinkBase",
+    "SinkConfig",
+    "SinkDisabled",
+    "SinkError",
+    "SinkPlugin",
+    "SinkRejected",
+    "SinkUnavailable",
+    "SourceConfig",
+    "StateConfig",
+    "StoreError",
+    "SubscriberOverflow",
+    "Subscription",
+    "SystemClock",
+    "TERMINAL_STATUSES",
+    "Watcher",
+    "WatcherError",
+    "__version__",
+    "available_sinks",
+    "diff",
+    "event_from_envelope",
+    "event_id",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "register_sink",
+    "sink_plugin",
+    "unregister_sink",
+]

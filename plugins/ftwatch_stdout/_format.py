@@ -58,8 +58,8 @@ def _change(event: BaseEvent) -> str:
 def format_line(event: BaseEvent, *, colour: bool) -> str:
     """Render ``event`` as one line, without its newline.
 
-    For example ``12:04:05  ftjob-abc  running → succeeded  ft:gpt-4o-mini:org:x:1 (source
-    openai)``. The time is when ftwatch saw the change, in local time. ``colour`` paints the
+    For example ``12:04:05  succeeded  ftjob-abc  running → succeeded  ft:gpt-4o-mini:org:x:1
+    (source openai)``. The time is when ftwatch saw the change, in local time. ``colour`` paints the
     status change (green succeeded, red failed, yellow cancelled, cyan otherwise). Control
     characters from the API are replaced, so nothing in a job can steer the terminal.
     """
@@ -67,7 +67,10 @@ def format_line(event: BaseEvent, *, colour: bool) -> str:
     change = _clean(_change(event))
     if colour:
         change = f"{COLOURS.get(event.type, _OTHER)}{change}{_RESET}"
-    parts = [when, _clean(event.job.id), change]
+    # The type's short name, so a status change and the terminal event that follows it read
+    # differently ("status ... running → succeeded", then "succeeded ... ft:...").
+    label = event.type.rsplit(".", 1)[-1].replace("status_changed", "status").ljust(9)
+    parts = [when, label, _clean(event.job.id), change]
     detail = _clean(_detail(event))
     if detail:
         parts.append(detail)

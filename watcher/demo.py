@@ -1,0 +1,53 @@
+"""``ftwatch demo``: the simulator, the daemon's machinery and the stdout sink, end to end.
+
+No account and no network: a simulated API is served on a loopback port, a handful of jobs run
+through ``validating_files -> queued -> running -> succeeded`` (one fails, one is cancelled) at
+accelerated speed, and the events print as they happen. It ends by itself once every job has
+finished and every event has been printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .app import Watcher
+from .clock import ScaledClock
+from .config import SourceConfig
+from .events import JobCancelled, JobFailed, JobSucceeded
+from .sinks import sink_plugin
+
+__all__ = ["run_demo"]
+
+
+async def run_demo(*, speed: float = 60.0, as_json: bool = False, state_path: Path) -> str:
+    """Run the demo scenario to its end; return a one-line summary."""
+    from .simulator import Simulator, demo_scenario, serve_simulator
+
+    sim = Simulator(ScaledClock(speed), seed=7)
+    job_ids = set(demo_scenario(sim))
+    stdout = sink_plugin("stdout").config_model.model_validate(
+        {"name": "console", "type": "stdout", "json": True if as_json else None}
+    )
+    outcomes: dict[str, str] = {}
+    async with serve_simulator(sim) as url:
+        source = SourceConfig(
+            name="simulator",
+            base_url=url,
+            # Poll often enough in real time to see every simulated step.
+            poll_interval=max(0.05, 10.0 / speed),
+            jitter=0.0,
+            emit_existing=True,
+        )
+        async with Watcher(sources=[source], sinks=[stdout], state_path=state_path) as watcher:
+            async with watcher.events(JobSucceeded, JobFailed, JobCancelled) as finished:
+                async for event in finished:
+                    if event.job_id in job_ids:
+                        outcomes[event.job_id] = event.job.status
+                    if job_ids <= outcomes.keys():
+                        break
+            await watcher.drained()
+    counts = {s: list(outcomes.values()).count(s) for s in ("succeeded", "failed", "cancelled")}
+    return (
+        f"ftwatch demo: all {len(job_ids)} jobs finished: {counts['succeeded']} succeeded, "
+        f"{counts['failed']} failed, {counts['cancelled']} cancelled."
+    )
