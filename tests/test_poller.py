@@ -194,7 +194,9 @@ async def test_retrieves_are_bounded_per_cycle_and_spread_over_cycles(
         assert sum(retrieved) >= len(old)
 
 
-async def test_only_the_listed_jobs_are_watched(sim: Simulator, make_watcher: WatcherFactory) -> None:
+async def test_only_the_listed_jobs_are_watched(
+    sim: Simulator, make_watcher: WatcherFactory
+) -> None:
     """``jobs = [...]`` retrieves only those jobs and never lists."""
     wanted = sim.create_job(script=[(0, "running"), (100, "succeeded")])
     sim.create_job(script=[(0, "running"), (100, "failed")])

@@ -1,0 +1,334 @@
+"""The ftwatch command: exit codes, clear errors, plugins from outside, sinks test, dead letters."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from click.testing import CliRunner
+from tests.helpers import events_for
+
+from watcher.cli import main
+from watcher.serving import serve_asgi
+from watcher.store import Store
+from watcher.testing_receiver import RecordingReceiver
+
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+KEY = "sk-proj-abcdefghijklmnop0123456789"
+
+
+def _config(tmp: Path, body: str) -> Path:
+    path = tmp / "ftwatch.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [state]
+            path = "{tmp / "state.db"}"
+
+            [[sources]]
+            name = "openai"
+            api_key = "${{TEST_KEY}}"
+            """
+        )
+        + textwrap.dedent(body)
+    )
+    return path
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), env={"TEST_KEY": KEY, **(env or {})})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_check_prints_the_resolved_config_with_secrets_masked(tmp_path: Path) -> None:
+    """`check` exits 0 and shows every key resolved, the API key and webhook secret masked."""
+    path = _config(
+        tmp_path,
+        f"""
+        [[sinks]]
+        name = "hook"
+        type = "webhook"
+        url = "https://example.com/hook?token=abc123secret"
+        secret = "{SECRET}"
+        """,
+    )
+    code, out, err = _run("check", "--config", str(path))
+    assert code == 0, err
+    resolved = json.loads(out)
+    assert resolved["sources"][0]["poll_interval"] == 30.0
+    assert KEY not in out and SECRET not in out and "abc123secret" not in out
+    assert "is valid" in err
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("\n[[sinks]]\nname = 'x'\ntype = 'slak'\n", "unknown sink type 'slak'"),
+        ("\n[logging]\nlevel = 'loud'\n", "logging.level"),
+        ("\n[[sinks]]\nname = 'x'\ntype = 'logfile'\npath = 3\n", "sinks[0].path"),
+        ("\n[statee]\npath = 'x'\n", "unknown key 'statee'"),
+        (
+            "\n[[sinks]]\nname = 'h'\ntype = 'webhook'\nurl = 'https://x.test'\nsecret = 'nope'\n",
+            "whsec_",
+        ),
+        (
+            "\n[[sinks]]\nname = 's'\ntype = 'slack'\nwebhook_url = 'not a url'\n",
+            "sinks[0].webhook_url",
+        ),
+    ],
+)
+def test_bad_configs_get_one_clear_sentence_and_exit_2(
+    tmp_path: Path, body: str, needle: str
+) -> None:
+    """Each config mistake names the file and the key, exits 2, and shows no traceback."""
+    path = _config(tmp_path, body)
+    code, out, err = _run("check", "--config", str(path))
+    assert code == 2
+    assert needle in err
+    assert "ftwatch.toml" in err
+    assert "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_environment_variable_and_a_missing_file_are_clear(tmp_path: Path) -> None:
+    """${VAR} unset and a config file that does not exist each give exit 2 and a hint."""
+    path = _config(tmp_path, "")
+    result = CliRunner().invoke(main, ["check", "--config", str(path)], env={"TEST_KEY": None})
+    assert result.exit_code == 2
+    assert "TEST_KEY" in result.stderr and "sources[0].api_key" in result.stderr
+    code, _, err = _run("run", "--config", str(tmp_path / "nope.toml"))
+    assert code == 2
+    assert "file not found" in err
+
+
+def test_the_real_binary_refuses_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
+    """Run as a process, a wrong type exits 2 with one line on stderr."""
+    path = _config(tmp_path, "\n[[sinks]]\nname = 'x'\ntype = 'stdout'\nstream = 7\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "watcher", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TEST_KEY": KEY},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "sinks[0].stream" in proc.stderr
+
+
+def test_help_documents_the_exit_codes() -> None:
+    """`--help` of the command and of `watch` list what each exit code means."""
+    for args in (["--help"], ["watch", "--help"]):
+        code, out, _ = _run(*args)
+        assert code == 0
+        assert "Exit codes" in out and "job failed" in out and "job cancelled" in out
+
+
+# -- plugins from outside the package ------------------------------------------------------------
+
+
+@pytest.fixture
+def third_party_plugin(tmp_path: Path) -> Iterator[Path]:
+    """Install a sink plugin that lives outside ftwatch: a module plus its dist-info."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "acme_pager.py").write_text(
+        textwrap.dedent(
+            '''
+            """A third-party sink: appends event ids to a file."""
+            from pathlib import Path
+            from watcher import SinkBase, SinkConfig
+
+            class PagerConfig(SinkConfig):
+                out: Path
+
+            class PagerSink(SinkBase):
+                config_model = PagerConfig
+
+                async def send(self, event):
+                    with self.config.out.open("a") as f:
+                        f.write(event.id + "\\n")
+            '''
+        )
+    )
+    dist = site / "acme_pager-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-pager\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text("[ftwatch.sinks]\npager = acme_pager:PagerSink\n")
+    sys.path.insert(0, str(site))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("acme_pager", None)
+
+
+def test_sinks_lists_built_ins_and_a_third_party_plugin_with_their_origin(
+    third_party_plugin: Path,
+) -> None:
+    """`ftwatch sinks` shows each sink type and the distribution it came from."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "watcher", "sinks"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(third_party_plugin)},
+        timeout=60,
+        check=True,
+    )
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert {"logfile", "slack", "stdout", "webhook", "pager"} <= lines.keys()
+    assert "acme-pager 1.2.3" in lines["pager"]
+    assert "ftwatch" in lines["webhook"]
+
+
+async def test_a_third_party_sink_type_is_found_from_the_config_and_delivers(
+    third_party_plugin: Path, tmp_path: Path
+) -> None:
+    """`type = "pager"` finds the outside plugin, and the Watcher delivers to it."""
+    from watcher import Watcher, load_config
+    from watcher.clock import ManualClock
+    from watcher.simulator import Simulator
+    from watcher.testing import simulator_transport
+
+    out = tmp_path / "paged.txt"
+    path = _config(tmp_path, f'\n[[sinks]]\nname = "oncall"\ntype = "pager"\nout = "{out}"\n')
+    os.environ["TEST_KEY"] = KEY
+    try:
+        config = load_config(path)
+    finally:
+        del os.environ["TEST_KEY"]
+    sim = Simulator(ManualClock(1_750_000_000.0))
+    sim.create_job(script=[(0, "running")])
+    config = config.model_copy(
+        update={
+            "sources": [
+                config.sources[0].model_copy(update={"base_url": "http://sim/v1", "api_key": None})
+            ]
+        }
+    )
+    watcher = Watcher(config, transport=simulator_transport(sim), autostart=False)
+    watcher.config.sources[0].__dict__["emit_existing"] = True
+    async with watcher:
+        [event] = await watcher.poll_once()
+        await watcher.flush()
+    assert out.read_text().split() == [event.id]
+
+
+def test_an_unknown_type_lists_the_known_ones(tmp_path: Path) -> None:
+    """An unknown sink type is refused with the list of the types that exist."""
+    path = _config(tmp_path, "\n[[sinks]]\nname = 'x'\ntype = 'nope'\n")
+    code, _, err = _run("check", "--config", str(path))
+    assert code == 2
+    assert "known types:" in err and "webhook" in err and "slack" in err
+
+
+# -- sinks test ---------------------------------------------------------------------------------
+
+
+def _sinks_test_in_thread(config: Path, name: str) -> tuple[int, str, str]:
+    return _run("sinks", "test", name, "--config", str(config))
+
+
+async def test_sinks_test_sends_a_marked_sample_and_reports_latency(tmp_path: Path) -> None:
+    """`sinks test` delivers a marked sample event to the receiver and exits 0."""
+    receiver = RecordingReceiver()
+    async with serve_asgi(receiver) as url:
+        path = _config(
+            tmp_path,
+            f'\n[[sinks]]\nname = "hook"\ntype = "webhook"\nurl = "{url}/h"\nsecret = "{SECRET}"\n',
+        )
+        code, out, err = await anyio.to_thread.run_sync(_sinks_test_in_thread, path, "hook")
+    assert code == 0, err
+    assert "delivered to sink 'hook'" in out and " ms" in out
+    [request] = receiver.requests
+    body = json.loads(request.body)
+    assert body["data"]["job"]["metadata"] == {"ftwatch_test": "true"}
+    assert request.headers["webhook-signature"].startswith("v1,")
+
+
+def test_sinks_test_says_what_failed_for_an_unreachable_url(tmp_path: Path) -> None:
+    """An unreachable webhook makes `sinks test` exit 1 with a clear reason and no URL."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = _config(
+        tmp_path,
+        f'\n[[sinks]]\nname = "hook"\ntype = "webhook"\nurl = "http://127.0.0.1:{port}/x?t=zz9"\n',
+    )
+    code, _, err = _run("sinks", "test", "hook", "--config", str(path))
+    assert code == 1
+    assert "failed: sink 'hook'" in err and "SinkUnavailable" in err
+    assert "zz9" not in err
+
+
+# -- dead letters -------------------------------------------------------------------------------
+
+
+async def test_deadletters_list_retry_and_drop(tmp_path: Path) -> None:
+    """Dead letters are listed with their error, queued again, and dropped."""
+    path = _config(tmp_path, "\n[[sinks]]\nname = 'audit'\ntype = 'stdout'\n")
+    events = events_for("ftjob-x", ["queued", "running", "failed"])
+    async with await Store.open(tmp_path / "state.db") as store:
+        await store.commit("openai", states={}, events=events, sinks=["audit"], now=1.0)
+        for seq in (1, 2):
+            await store.dead_letter("audit", seq, attempts=3, error="HTTP 500", now=2.0)
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        return _run("deadletters", *args, "--config", str(path))
+
+    code, out, _ = await anyio.to_thread.run_sync(cli, "list", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 2 and rows[0]["last_error"] == "HTTP 500"
+    code, _, err = await anyio.to_thread.run_sync(cli, "retry")
+    assert code == 2 and "--all" in err  # acting on nothing named is refused
+    code, out, _ = await anyio.to_thread.run_sync(cli, "retry", "--id", rows[0]["event_id"])
+    assert code == 0 and out.startswith("1 ")
+    code, out, _ = await anyio.to_thread.run_sync(cli, "drop", "--all")
+    assert code == 0 and out.startswith("1 ")
+    async with await Store.open(tmp_path / "state.db") as store:
+        assert await store.dead_letters() == []
+        # The retried one is queued again, beside the third event that never failed.
+        pending = [d.event_id for d in await store.pending("audit")]
+        assert pending == [rows[0]["event_id"], events[2].id]
+
+
+# -- simulate and watch, as processes -----------------------------------------------------------
+
+
+async def test_watch_follows_jobs_to_their_end_with_documented_exit_codes() -> None:
+    """`watch` exits 0 for a success, 1 for a failure and 2 for a cancellation."""
+    async with await anyio.open_process(
+        [sys.executable, "-m", "watcher", "simulate", "--port", "0", "--speed", "240"],
+        stderr=subprocess.DEVNULL,
+    ) as sim:
+        assert sim.stdout is not None
+        with anyio.fail_after(30):
+            line = (await sim.stdout.receive()).decode()
+        url = line.split(" at ", 1)[1].split()[0]
+        async with httpx.AsyncClient() as client:
+            jobs = (await client.get(f"{url}/fine_tuning/jobs?limit=100")).json()["data"]
+        by_suffix = {j["user_provided_suffix"]: j["id"] for j in jobs}
+        codes = {}
+        for suffix in ("support-bot", "summarizer"):
+            proc = await anyio.run_process(
+                [sys.executable, "-m", "watcher", "watch", by_suffix[suffix]]
+                + ["--base-url", url, "--interval", "0.05"],
+                check=False,
+            )
+            codes[suffix] = (proc.returncode, proc.stdout.decode())
+        sim.terminate()
+    assert codes["support-bot"][0] == 0
+    assert "succeeded" in codes["support-bot"][1].splitlines()[-1]
+    assert codes["summarizer"][0] == 1
+    assert "invalid_training_file" in codes["summarizer"][1]
