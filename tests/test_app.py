@@ -89,7 +89,7 @@ async def test_overflow_error_ends_the_iteration_after_the_buffered_events(
         )
         await watcher.poll_once()
         got: list[BaseEvent] = []
-        with pytest.raises(SubscriberOverflow):
+        with pytest.raises(SubscriberOverflow):  # noqa: PT012 - the loop is the one statement
             async for event in strict:
                 got.append(event)
         assert len(got) == 2

@@ -23,6 +23,7 @@ from watcher.testing_receiver import RecordingReceiver
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KEY = "sk-proj-abcdefghijklmnop0123456789"
+WATCH = [sys.executable, "-m", "watcher", "watch"]
 
 
 def _config(tmp: Path, body: str) -> Path:
@@ -316,18 +317,22 @@ async def test_watch_follows_jobs_to_their_end_with_documented_exit_codes() -> N
         with anyio.fail_after(30):
             line = (await sim.stdout.receive()).decode()
         url = line.split(" at ", 1)[1].split()[0]
-        async with httpx.AsyncClient() as client:
-            jobs = (await client.get(f"{url}/fine_tuning/jobs?limit=100")).json()["data"]
-        by_suffix = {j["user_provided_suffix"]: j["id"] for j in jobs}
         codes = {}
-        for suffix in ("support-bot", "summarizer"):
-            proc = await anyio.run_process(
-                [sys.executable, "-m", "watcher", "watch", by_suffix[suffix]]
-                + ["--base-url", url, "--interval", "0.05"],
-                check=False,
-            )
-            codes[suffix] = (proc.returncode, proc.stdout.decode())
-        sim.terminate()
+        try:
+            for suffix in ("support-bot", "summarizer"):
+                # Demo jobs appear at their creation time: by the time the first watch ends
+                # (300 simulated seconds), every job exists.
+                async with httpx.AsyncClient() as client:
+                    listed = await client.get(f"{url}/fine_tuning/jobs?limit=100")
+                by_suffix = {j["user_provided_suffix"]: j["id"] for j in listed.json()["data"]}
+                with anyio.fail_after(60):
+                    proc = await anyio.run_process(
+                        [*WATCH, by_suffix[suffix], "--base-url", url, "--interval", "0.05"],
+                        check=False,
+                    )
+                codes[suffix] = (proc.returncode, proc.stdout.decode())
+        finally:
+            sim.terminate()
     assert codes["support-bot"][0] == 0
     assert "succeeded" in codes["support-bot"][1].splitlines()[-1]
     assert codes["summarizer"][0] == 1

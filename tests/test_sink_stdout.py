@@ -157,8 +157,10 @@ def test_lines_for_each_event_type() -> None:
     assert {k: m["rest"] if m else None for k, m in rest.items()} == {
         "created": "created    ftjob-abc123  created, running  gpt-4o-mini (x) (source openai)",
         "changed": "status     ftjob-abc123  running → cancelled  gpt-4o-mini (x) (source openai)",
-        "cancelled": "cancelled  ftjob-abc123  running → cancelled  gpt-4o-mini (x) (source openai)",
-        "failed": "failed     ftjob-abc123  running → failed  invalid_file: bad row 3 (source openai)",
+        "cancelled": "cancelled  ftjob-abc123  running → cancelled  gpt-4o-mini (x) "
+        "(source openai)",
+        "failed": "failed     ftjob-abc123  running → failed  invalid_file: bad row 3 "
+        "(source openai)",
     }
 
 

@@ -217,7 +217,7 @@ class SourcePoller:
         return await self._retrieve(wanted, report)
 
     async def _fetch_paged(self, report: CycleReport) -> tuple[dict[str, FineTuningJob], bool]:
-        """Read pages newest first as far as needed; returns the jobs and whether the end was hit."""
+        """Read pages newest first, as far as needed; return the jobs and if the list ended."""
         seen: dict[str, FineTuningJob] = {}
         baseline = not self.baselined
         after = self._baseline_cursor if baseline else None
