@@ -319,7 +319,7 @@ async def test_watch_follows_jobs_to_their_end_with_documented_exit_codes() -> N
         url = line.split(" at ", 1)[1].split()[0]
         codes = {}
         try:
-            for suffix in ("support-bot", "summarizer"):
+            for suffix in ("support-bot", "summarizer", "classifier"):
                 # Demo jobs appear at their creation time: by the time the first watch ends
                 # (300 simulated seconds), every job exists.
                 async with httpx.AsyncClient() as client:
@@ -337,3 +337,5 @@ async def test_watch_follows_jobs_to_their_end_with_documented_exit_codes() -> N
     assert "succeeded" in codes["support-bot"][1].splitlines()[-1]
     assert codes["summarizer"][0] == 1
     assert "invalid_training_file" in codes["summarizer"][1]
+    assert codes["classifier"][0] == 2
+    assert "cancelled" in codes["classifier"][1].splitlines()[-1]

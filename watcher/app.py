@@ -23,6 +23,7 @@ from typing import Any, Self, TypeVar
 
 import anyio
 import structlog
+from pydantic import SecretStr
 
 from .client import APIClient
 from .clock import Clock, SystemClock
@@ -37,6 +38,24 @@ from .store import Store
 from .subscribers import Overflow, Subscription, type_patterns
 
 __all__ = ["Watcher"]
+
+
+def _register_sink_secrets(config: SinkConfig) -> None:
+    """Hand every secret a sink's config holds to the log masking (promise 6).
+
+    Secret fields (webhook secrets, Slack URLs and tokens), extra header values, and URLs,
+    which may carry a token in their path or query.
+    """
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, SecretStr):
+            register_secret(value)
+        elif name == "headers" and isinstance(value, dict):
+            for header in value.values():
+                register_secret(str(header))
+        elif name.endswith("url") and isinstance(value, str):
+            register_secret(value)
+
 
 log = structlog.get_logger(__name__)
 
@@ -147,6 +166,8 @@ class Watcher:
     async def _start(self, stack: AsyncExitStack) -> None:
         for source in self.config.sources:
             register_secret(source.api_key)
+        for sink_config in self.config.sinks:
+            _register_sink_secrets(sink_config)
         self.store = store = await Store.open(self.config.state.path)
         stack.push_async_callback(store.aclose)
 

@@ -136,14 +136,24 @@ def main() -> None:
     metavar="SECONDS",
     help="On SIGINT/SIGTERM, how long sinks may go on delivering what is due before exit.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Make stdout sinks print JSON lines.")
 @_errors_to_exit
-def run(config_path: str | None, drain_timeout: float) -> None:
+def run(config_path: str | None, drain_timeout: float, as_json: bool) -> None:
     """Run the daemon: poll every source, journal events, deliver them to every sink.
 
     SIGINT and SIGTERM stop it cleanly: polling stops, sinks get --drain-timeout seconds to
     deliver what is due, and whatever is left is delivered after the next start.
     """
     config = _load(config_path)
+    if as_json:
+        config = config.model_copy(
+            update={
+                "sinks": [
+                    s.model_copy(update={"json_": True}) if s.type == "stdout" else s
+                    for s in config.sinks
+                ]
+            }
+        )
 
     async def main_loop() -> int:
         async with Watcher(config) as watcher:
