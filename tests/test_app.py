@@ -220,3 +220,17 @@ async def test_secrets_never_reach_the_logs(tmp_path: Path) -> None:
         assert KEY not in repr(watcher.config) and KEY not in str(watcher.config)
     finally:
         reset_logging()
+
+
+async def test_a_second_watcher_on_the_same_state_file_is_refused(tmp_path: Path) -> None:
+    """Two daemons on one state file would each deliver every event: the second is refused."""
+    from watcher import StoreError
+
+    sim = Simulator(ManualClock(START))
+    path = tmp_path / "s.db"
+    async with _watcher(sim, path, CollectingSink()):
+        with pytest.raises(StoreError, match="in use by another ftwatch process"):
+            async with _watcher(sim, path, CollectingSink()):
+                pass
+    async with _watcher(sim, path, CollectingSink()):  # free again once the first closed
+        pass

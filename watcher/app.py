@@ -13,10 +13,11 @@ events from memory.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -29,6 +30,7 @@ from .client import APIClient
 from .clock import Clock, SystemClock
 from .config import Config, SourceConfig, StateConfig, load_config
 from .dispatch import SinkWorker
+from .errors import StoreError
 from .events import BaseEvent
 from .http import AsyncBaseTransport
 from .logs import register_secret
@@ -38,6 +40,32 @@ from .store import Store
 from .subscribers import Overflow, Subscription, type_patterns
 
 __all__ = ["Watcher"]
+
+
+@contextmanager
+def _exclusive(state: Path) -> Iterator[None]:
+    """Hold an advisory lock beside the state file for as long as the watcher runs.
+
+    Two daemons on one state file would each deliver every event; the second is refused. The
+    kernel drops the lock when the process dies, so a kill -9 never leaves it stale.
+    """
+    lock_path = state.expanduser().with_name(state.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise StoreError(
+                f"{state} is in use by another ftwatch process (pid {other}); stop it, or "
+                "point state.path at another file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _register_sink_secrets(config: SinkConfig) -> None:
@@ -168,6 +196,7 @@ class Watcher:
             register_secret(source.api_key)
         for sink_config in self.config.sinks:
             _register_sink_secrets(sink_config)
+        stack.enter_context(_exclusive(Path(self.config.state.path)))
         self.store = store = await Store.open(self.config.state.path)
         stack.push_async_callback(store.aclose)
 
