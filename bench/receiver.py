@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 
 import anyio
 
+from watcher.logs import configure_logging
 from watcher.serving import serve_asgi
 
 Scope = MutableMapping[str, Any]
@@ -47,7 +48,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             return
         more = bool(message.get("more_body", False))
     if scope["path"] == "/hang":
-        await anyio.sleep_forever()
+        # Never answer, but end once the client goes away, so no request outlives its client.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        return
     query = parse_qs(scope.get("query_string", b"").decode())
     delay_ms = query.get("delay_ms")
     if delay_ms:
@@ -58,6 +62,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def main(port: int) -> None:
     """Serve on 127.0.0.1:``port``, print the URL, and stop on SIGINT or SIGTERM."""
+    configure_logging("warning", "console")
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with serve_asgi(app, port=port) as url:
             print(url, flush=True)

@@ -253,7 +253,8 @@ class Config(BaseModel):
             "state": _plain(self.state.model_dump()),
             "logging": _plain(self.logging.model_dump()),
             "sources": [_plain(source.model_dump()) for source in self.sources],
-            "sinks": [_plain(sink.model_dump()) for sink in self.sinks],
+            # By alias: the keys as written in the file (`json`, not the attribute `json_`).
+            "sinks": [_plain(sink.model_dump(by_alias=True)) for sink in self.sinks],
             "path": None if self.path is None else str(self.path),
         }
 
