@@ -1,0 +1,283 @@
+"""Delivery cost: webhook throughput, journal-to-2xx latency, and isolation from a hung sink.
+
+Run: .venv/bin/python bench/delivery.py
+
+Everything goes to one receiver process (bench/receiver.py) on a loopback port, so the
+receiver never shares our event loop.
+
+1. Throughput: 3000 events over 300 jobs, journaled in an on-disk SQLite store, delivered by
+   one SinkWorker with a WebhookSink (concurrency 8, the default), versus a bare httpx loop
+   posting the same bodies with 8 tasks over one client, and sequentially.
+2. Latency from an event's commit to its receiver's 2xx, with the worker running and one event
+   committed every 3 ms.
+3. Isolation: that trickle's p99 for a healthy sink with and without a second sink whose
+   receiver never answers.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+
+from ftwatch_webhook import WebhookConfig, WebhookSink
+from watcher.diff import JobState, diff
+from watcher.dispatch import SinkWorker
+from watcher.events import BaseEvent
+from watcher.logs import configure_logging
+from watcher.models import FineTuningJob
+from watcher.store import Store
+
+JOBS = 300
+PER_JOB = 10  # events per job: a baseline, then queued <-> running ten times
+CONCURRENCY = 8
+TRICKLE_EVENTS = 1000
+TRICKLE_JOBS = 100
+TRICKLE_GAP = 0.003
+REPEATS = 2
+ROOT = Path(__file__).resolve().parent
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def _job(job_id: str, status: str) -> FineTuningJob:
+    return FineTuningJob.model_validate(
+        {
+            "id": job_id,
+            "object": "fine_tuning.job",
+            "status": status,
+            "model": "gpt-4o-mini-2024-07-18",
+            "created_at": 1_700_000_000,
+        }
+    )
+
+
+def events_for(job_id: str, count: int, *, source: str = "bench") -> list[BaseEvent]:
+    """``count`` status_changed events of one job, as the poller's diff makes them."""
+    statuses = ["validating_files"] + [("queued", "running")[i % 2] for i in range(count)]
+    state: JobState | None = None
+    out: list[BaseEvent] = []
+    for i, status in enumerate(statuses):
+        state, events = diff(
+            state, _job(job_id, status), source=source, now=1000.0 + i, announce_new=False
+        )
+        out.extend(events)
+    return out
+
+
+def interleaved(jobs: int, per_job: int) -> list[BaseEvent]:
+    """Every job's events, round-robin across jobs (as polling cycles would journal them)."""
+    per = [events_for(f"ftjob-{j:05d}", per_job) for j in range(jobs)]
+    return [per[j][i] for i in range(per_job) for j in range(jobs)]
+
+
+# -- the receiver process ---------------------------------------------------------------------
+
+
+@contextmanager
+def receiver() -> Iterator[str]:
+    """Start bench/receiver.py on a free port; yield its base URL; terminate it at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "receiver.py"), "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the receiver did not start (printed {url!r})")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def hook(name: str, url: str, *, timeout: float = 10.0) -> WebhookConfig:
+    """A webhook sink config with the default concurrency."""
+    return WebhookConfig(name=name, type="webhook", url=url, timeout=timeout)
+
+
+# -- 1. throughput ----------------------------------------------------------------------------
+
+
+async def ours(url: str, events: Sequence[BaseEvent], tmp: Path, run: int) -> float:
+    """Events/s: journal ``events`` (untimed), then time one SinkWorker delivering them all."""
+    config = hook("hook", url)
+    async with await Store.open(tmp / f"throughput-{run}.db") as store:
+        for start in range(0, len(events), JOBS):
+            await store.commit(
+                "bench",
+                states={},
+                events=events[start : start + JOBS],
+                sinks=["hook"],
+                now=time.time(),
+            )
+        async with WebhookSink(config) as sink:
+            worker = SinkWorker(sink, config, store)
+            started = time.perf_counter()
+            while await store.pending("hook", limit=1):
+                await worker.drain_once()
+            elapsed = time.perf_counter() - started
+    assert worker.delivered == len(events), worker.delivered
+    return len(events) / elapsed
+
+
+async def bare(url: str, bodies: Sequence[bytes], tasks: int) -> float:
+    """Events/s of a plain httpx loop posting ``bodies`` with ``tasks`` tasks on one client."""
+    headers = {"content-type": "application/json"}
+    queue = iter(bodies)
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def poster() -> None:
+            for body in queue:
+                response = await client.post(url, content=body, headers=headers)
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(tasks):
+                tg.start_soon(poster)
+        elapsed = time.perf_counter() - started
+    return len(bodies) / elapsed
+
+
+async def throughput(url: str, tmp: Path) -> None:
+    """Print events/s for ours and the bare loops, each measured REPEATS times alternately."""
+    events = interleaved(JOBS, PER_JOB)
+    bodies = [e.to_json().encode() for e in events]
+    results: dict[str, list[float]] = {"ours": [], "bare8": [], "bare1": []}
+    await bare(url, bodies[:200], CONCURRENCY)  # warm both processes up
+    for run in range(REPEATS):
+        results["ours"].append(await ours(url, events, tmp, run))
+        results["bare8"].append(await bare(url, bodies, CONCURRENCY))
+        results["bare1"].append(await bare(url, bodies, 1))
+    best = {k: max(v) for k, v in results.items()}
+    n = len(events)
+    print(f"1. throughput, {n} events over {JOBS} jobs, best of {REPEATS} alternating runs")
+    for key, label in (
+        ("ours", f"SinkWorker + WebhookSink (concurrency {CONCURRENCY}, on-disk store)"),
+        ("bare8", f"bare httpx, {CONCURRENCY} tasks on one client"),
+        ("bare1", "bare httpx, sequential"),
+    ):
+        runs = ", ".join(f"{x:.0f}" for x in results[key])
+        print(f"  {label:<64} {best[key]:7.0f} events/s  (runs: {runs})")
+    ratio8 = best["ours"] / best["bare8"]
+    print(f"  ratio ours/bare({CONCURRENCY})           {ratio8:5.2f}  (goal >= 0.8)")
+    print(f"  ratio ours/bare(sequential)  {best['ours'] / best['bare1']:5.2f}")
+
+
+# -- 2 and 3. latency -------------------------------------------------------------------------
+
+
+class TimedSink(WebhookSink):
+    """A WebhookSink that records when each event's delivery got its 2xx."""
+
+    def __init__(self, config: WebhookConfig) -> None:
+        super().__init__(config)
+        self.acked: dict[str, float] = {}
+        self.count = 0
+        self.target = 0
+        self.all_acked = anyio.Event()
+
+    async def send(self, event: BaseEvent) -> None:
+        """Send, then timestamp the 2xx."""
+        await super().send(event)
+        self.acked[event.id] = time.perf_counter()
+        if len(self.acked) >= self.target:
+            self.all_acked.set()
+
+
+async def trickle(url: str, tmp: Path, name: str, *, with_hung: bool) -> list[float]:
+    """Commit one event every TRICKLE_GAP s with the worker(s) running; return latencies (ms).
+
+    A latency runs from just before the commit call to the healthy sink's 2xx, so it includes
+    the commit itself.
+    """
+    events = interleaved(TRICKLE_JOBS, TRICKLE_EVENTS // TRICKLE_JOBS)
+    healthy_config = hook("healthy", url)
+    configs = [healthy_config]
+    if with_hung:
+        configs.append(hook("hung", f"{url}/hang", timeout=30))
+    committed: dict[str, float] = {}
+    async with await Store.open(tmp / f"{name}.db") as store:
+        healthy = TimedSink(healthy_config)
+        healthy.target = len(events)
+        sinks: list[WebhookSink] = [healthy]
+        sinks += [WebhookSink(c) for c in configs[1:]]
+        workers = [SinkWorker(s, c, store) for s, c in zip(sinks, configs, strict=True)]
+        names = [c.name for c in configs]
+        try:
+            async with anyio.create_task_group() as tg:
+                for worker in workers:
+                    tg.start_soon(worker.run)
+                for event in events:
+                    committed[event.id] = time.perf_counter()
+                    await store.commit(
+                        "bench", states={}, events=[event], sinks=names, now=time.time()
+                    )
+                    for worker in workers:
+                        worker.wake()
+                    await anyio.sleep(TRICKLE_GAP)
+                with anyio.fail_after(30):
+                    await healthy.all_acked.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            for sink in sinks:
+                await sink.aclose()
+        if with_hung:
+            assert workers[1].delivered == 0, "the hung sink delivered something"
+    return [(healthy.acked[i] - committed[i]) * 1000 for i in committed]
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def latency(url: str, tmp: Path) -> None:
+    """Print p50/p99 of commit-to-2xx, then the healthy sink's p99 with and without a hung one."""
+    lat = await trickle(url, tmp, "latency", with_hung=False)
+    print(
+        f"2. commit -> 2xx latency, {len(lat)} events, one commit every"
+        f" {TRICKLE_GAP * 1000:.0f} ms over {TRICKLE_JOBS} jobs"
+    )
+    print(f"  p50 {pct(lat, 50):6.2f} ms   p99 {pct(lat, 99):6.2f} ms   max {max(lat):6.2f} ms")
+
+    alone: list[float] = []
+    beside: list[float] = []
+    for run in range(REPEATS):
+        alone.append(pct(await trickle(url, tmp, f"alone-{run}", with_hung=False), 99))
+        beside.append(pct(await trickle(url, tmp, f"hung-{run}", with_hung=True), 99))
+    a, b = statistics.median(alone), statistics.median(beside)
+    print(f"3. isolation: healthy sink's p99, median of {REPEATS} alternating runs")
+    print(f"  without a hung sink  {a:6.2f} ms  (runs: {', '.join(f'{x:.2f}' for x in alone)})")
+    print(f"  beside a hung sink   {b:6.2f} ms  (runs: {', '.join(f'{x:.2f}' for x in beside)})")
+    print(f"  ratio with/without   {b / a:5.2f}  (goal < 1.2)")
+
+
+async def main() -> None:
+    """Run the three measurements against one receiver process."""
+    # As the daemon runs: debug lines (one per delivery) filtered out before rendering.
+    configure_logging("warning", "console")
+    with receiver() as url, tempfile.TemporaryDirectory() as tmp:
+        await throughput(url, Path(tmp))
+        await latency(url, Path(tmp))
+
+
+if __name__ == "__main__":
+    anyio.run(main, backend="asyncio")
