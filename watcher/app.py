@@ -39,7 +39,27 @@ from .sinks import Sink, SinkConfig, sink_plugin
 from .store import Store
 from .subscribers import Overflow, Subscription, type_patterns
 
-__all__ = ["Watcher"]
+__all__ = ["Watcher", "client_for"]
+
+
+def client_for(
+    source: SourceConfig,
+    *,
+    transport: AsyncBaseTransport | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> APIClient:
+    """The API client a configured source talks through."""
+    return APIClient(
+        base_url=source.base_url,
+        api_key=source.api_key,
+        organization=source.organization,
+        project=source.project,
+        source=source.name,
+        timeout=source.timeout,
+        max_attempts=source.max_attempts,
+        transport=transport,
+        sleep=sleep,
+    )
 
 
 @contextmanager
@@ -218,17 +238,9 @@ class Watcher:
             self._add_worker(sink, sink_config)
 
         for source in self.config.sources:
-            client = APIClient(
-                base_url=source.base_url,
-                api_key=source.api_key,
-                organization=source.organization,
-                project=source.project,
-                source=source.name,
-                timeout=source.timeout,
-                max_attempts=source.max_attempts,
-                transport=self._transport_for(source.name),
-                # Retry waits run on the watcher's clock, so tests drive them like the rest.
-                sleep=self.clock.sleep,
+            # Retry waits run on the watcher's clock, so tests drive them like the rest.
+            client = client_for(
+                source, transport=self._transport_for(source.name), sleep=self.clock.sleep
             )
             stack.push_async_callback(client.aclose)
             poller = SourcePoller(

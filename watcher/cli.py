@@ -29,12 +29,10 @@ import anyio
 import click
 
 from .app import Watcher
-from .client import APIClient
 from .clock import ScaledClock
 from .config import Config, SourceConfig, load_config
 from .diff import diff
 from .errors import (
-    APIError,
     AuthenticationError,
     ConfigError,
     NotFoundError,
@@ -42,7 +40,7 @@ from .errors import (
     StoreError,
     WatcherError,
 )
-from .events import BaseEvent, JobCancelled, JobFailed, JobSucceeded
+from .events import BaseEvent, JobSucceeded
 from .logs import configure_logging, register_secret
 from .models import FineTuningJob
 from .sinks import SinkConfig, available_sinks, sink_plugin
@@ -457,6 +455,3 @@ def deadletters_drop(
 
 
 __all__ = ["main"]
-
-# Silence "unused" for names kept for the typed signatures above.
-_ = (APIClient, APIError, JobCancelled, JobFailed)

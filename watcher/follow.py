@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .client import APIClient
+from .app import client_for
 from .config import SourceConfig
 from .diff import JobState, diff
 from .models import FineTuningJob, JobEventRecord
@@ -57,15 +57,7 @@ async def follow_job(source: SourceConfig, job_id: str, *, interval: float = 5.0
     live_display = console.is_terminal
     state: JobState | None = None
     last_shown = ""
-    async with APIClient(
-        base_url=source.base_url,
-        api_key=source.api_key,
-        organization=source.organization,
-        project=source.project,
-        source=source.name,
-        timeout=source.timeout,
-        max_attempts=source.max_attempts,
-    ) as client:
+    async with client_for(source) as client:
         with (
             Live(console=console, auto_refresh=False, transient=False)
             if live_display
