@@ -51,7 +51,6 @@ class Subscription:
         *,
         buffer: int = 1000,
         overflow: Overflow = "drop",
-        on_close: Iterable[object] = (),
     ) -> None:
         if buffer < 1:
             raise ValueError("buffer must be at least 1")
