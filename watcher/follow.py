@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 
 import anyio
 from rich.console import Console
@@ -61,7 +62,7 @@ async def follow_job(source: SourceConfig, job_id: str, *, interval: float = 5.0
         with (
             Live(console=console, auto_refresh=False, transient=False)
             if live_display
-            else _Null() as live
+            else nullcontext() as live
         ):
             while True:
                 job = await client.retrieve_job(job_id)
@@ -83,11 +84,3 @@ async def follow_job(source: SourceConfig, job_id: str, *, interval: float = 5.0
                 if job.is_terminal:
                     return job.status
                 await anyio.sleep(interval)
-
-
-class _Null:
-    def __enter__(self) -> _Null:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -173,10 +173,11 @@ class SourcePoller:
             )
             if previous is None or previous.job != job or previous.seen != state.seen:
                 changed[job.id] = state
-            link = self.config.job_link(job.id)
-            events.extend(
-                e.model_copy(update={"dashboard_url": link}) if link else e for e in new_events
-            )
+            if new_events:
+                link = self.config.job_link(job.id)
+                events.extend(
+                    e.model_copy(update={"dashboard_url": link}) if link else e for e in new_events
+                )
         finishing_baseline = not self.baselined and complete
         if changed or events or finishing_baseline:
             await self.store.commit(
