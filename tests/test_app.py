@@ -234,3 +234,41 @@ async def test_a_second_watcher_on_the_same_state_file_is_refused(tmp_path: Path
                 pass
     async with _watcher(sim, path, CollectingSink()):  # free again once the first closed
         pass
+
+
+async def test_sink_secrets_are_masked_in_every_log_line(tmp_path: Path) -> None:
+    """Promise 6: a webhook's secret, tokened URL and header values never reach the logs."""
+    import structlog
+
+    from ftwatch_webhook import WebhookConfig
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    url = "https://hooks.example.test/in/T0K3N-abcdef123456"
+    header = "Bearer hdr-token-0123456789"
+    hook = WebhookConfig(
+        name="hook",
+        type="webhook",
+        url=url,
+        secret=SecretStr(secret),
+        headers={"authorization-x": header},
+    )
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    try:
+        sim = Simulator(ManualClock(START))
+        watcher = Watcher(
+            sources=[SourceConfig(name="sim", base_url="http://sim/v1")],
+            sinks=[hook],
+            state_path=tmp_path / "s.db",
+            transport=simulator_transport(sim),
+            autostart=False,
+        )
+        async with watcher:
+            # A plugin or a library that logs what it should not: the mask still holds.
+            structlog.get_logger("careless").error("leak", detail=f"{url} {secret} {header}")
+        text = out.getvalue()
+        assert '"leak"' in text
+        for value in (secret, url, header):
+            assert value not in text
+    finally:
+        reset_logging()

@@ -12,7 +12,6 @@ import pytest
 from watcher import SourceConfig, Watcher
 from watcher.clock import ManualClock
 from watcher.simulator import Simulator
-from watcher.simulator.faults import Faults
 from watcher.testing import CollectingSink, simulator_transport
 
 START = 1_750_000_000.0
@@ -245,8 +244,3 @@ async def test_server_errors_and_429s_are_retried_within_the_cycle(
             "fine_tuning.job.status_changed",
             "fine_tuning.job.cancelled",
         ]
-
-
-def test_faults_class_is_importable() -> None:
-    """The simulator's fault injection is reachable for users' own tests."""
-    assert Faults().pending == 0
