@@ -227,6 +227,7 @@ def test_only_id_and_status_are_required() -> None:
         {"id": "ftjob-1", "status": None},
         {"id": 17, "status": "running"},
         {"id": "ftjob-1", "status": ["running"]},
+        {"id": 17, "status": "running", "seed": "lucky"},
     ],
 )
 def test_a_job_without_a_usable_id_or_status_fails_validation(data: dict[str, Any]) -> None:

@@ -10,16 +10,15 @@ losing the whole job.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Any, ClassVar, Final, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
-    ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
+    model_validator,
 )
 
 __all__ = [
@@ -41,20 +40,6 @@ KNOWN_STATUSES: Final = frozenset(
 #: A job in one of these never changes again, so it is never polled again.
 TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
 
-T = TypeVar("T")
-
-
-def _lenient(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-    # A provider that sends a wrong type in one optional field must not cost us the whole job.
-    try:
-        return handler(value)
-    except ValidationError:
-        return None
-
-
-#: An optional field that reads as None when the API sends something of the wrong type.
-Lenient = Annotated[T | None, WrapValidator(_lenient)]
-
 #: A hyperparameter: a number, or the string "auto".
 HyperValue = int | float | Literal["auto"] | str
 
@@ -65,15 +50,48 @@ def is_terminal(status: str) -> bool:
 
 
 class _Tolerant(BaseModel):
+    """A model whose optional fields read as None when the API sends the wrong type for them.
+
+    A provider that sends a wrong type in one optional field must not cost us the whole job.
+    The check is made once per model rather than once per field: a well-formed job (the usual
+    case, thousands per cycle) is validated without a single call back into Python, and only a
+    job with a wrong field is validated a second time, with those fields set to None.
+    """
+
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    _optional: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._optional = frozenset(
+            name for name, field in cls.model_fields.items() if not field.is_required()
+        )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _wrong_optionals_read_as_none(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self]
+    ) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if not isinstance(data, dict):
+                raise
+            failed = {error["loc"][0] for error in exc.errors() if error["loc"]}
+            # A required field (``id``, ``status``) that is wrong still fails the model.
+            if not failed or not failed <= cls._optional:
+                raise
+            return handler({key: None if key in failed else value for key, value in data.items()})
 
 
 class JobError(_Tolerant):
     """Why a job failed. Every member may be null: the API sends ``{}`` when nothing failed."""
 
-    code: Lenient[str] = None
-    message: Lenient[str] = None
-    param: Lenient[str] = None
+    code: str | None = None
+    message: str | None = None
+    param: str | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -84,18 +102,18 @@ class JobError(_Tolerant):
 class Hyperparameters(_Tolerant):
     """The hyperparameters of a supervised job; each is a number or ``"auto"``."""
 
-    batch_size: Lenient[HyperValue] = None
-    learning_rate_multiplier: Lenient[HyperValue] = None
-    n_epochs: Lenient[HyperValue] = None
+    batch_size: HyperValue | None = None
+    learning_rate_multiplier: HyperValue | None = None
+    n_epochs: HyperValue | None = None
 
 
 class JobMethod(_Tolerant):
     """How the job trains (``supervised``, ``dpo``, ``reinforcement``) and its settings."""
 
-    type: Lenient[str] = None
-    supervised: Lenient[dict[str, Any]] = None
-    dpo: Lenient[dict[str, Any]] = None
-    reinforcement: Lenient[dict[str, Any]] = None
+    type: str | None = None
+    supervised: dict[str, Any] | None = None
+    dpo: dict[str, Any] | None = None
+    reinforcement: dict[str, Any] | None = None
 
 
 class FineTuningJob(_Tolerant):
@@ -103,24 +121,24 @@ class FineTuningJob(_Tolerant):
 
     id: str = Field(min_length=1)
     status: str = Field(min_length=1)
-    object: Lenient[str] = "fine_tuning.job"
-    created_at: Lenient[int] = None
-    error: Lenient[JobError] = None
-    fine_tuned_model: Lenient[str] = None
-    finished_at: Lenient[int] = None
-    hyperparameters: Lenient[Hyperparameters] = None
-    model: Lenient[str] = None
-    organization_id: Lenient[str] = None
-    result_files: Lenient[list[str]] = None
-    seed: Lenient[int] = None
-    trained_tokens: Lenient[int] = None
-    training_file: Lenient[str] = None
-    validation_file: Lenient[str] = None
-    integrations: Lenient[list[dict[str, Any]]] = None
-    metadata: Lenient[dict[str, str]] = None
-    method: Lenient[JobMethod] = None
-    user_provided_suffix: Lenient[str] = None
-    estimated_finish: Lenient[int] = None
+    object: str | None = "fine_tuning.job"
+    created_at: int | None = None
+    error: JobError | None = None
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    hyperparameters: Hyperparameters | None = None
+    model: str | None = None
+    organization_id: str | None = None
+    result_files: list[str] | None = None
+    seed: int | None = None
+    trained_tokens: int | None = None
+    training_file: str | None = None
+    validation_file: str | None = None
+    integrations: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+    method: JobMethod | None = None
+    user_provided_suffix: str | None = None
+    estimated_finish: int | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -148,12 +166,12 @@ class JobEventRecord(_Tolerant):
     """
 
     id: str = Field(min_length=1)
-    object: Lenient[str] = "fine_tuning.job.event"
-    created_at: Lenient[int] = None
-    level: Lenient[str] = None
-    message: Lenient[str] = None
-    type: Lenient[str] = None
-    data: Lenient[dict[str, Any]] = None
+    object: str | None = "fine_tuning.job.event"
+    created_at: int | None = None
+    level: str | None = None
+    message: str | None = None
+    type: str | None = None
+    data: dict[str, Any] | None = None
 
 
 class Checkpoint(_Tolerant):
@@ -164,9 +182,9 @@ class Checkpoint(_Tolerant):
     """
 
     id: str = Field(min_length=1)
-    object: Lenient[str] = "fine_tuning.job.checkpoint"
-    created_at: Lenient[int] = None
-    fine_tuned_model_checkpoint: Lenient[str] = None
-    step_number: Lenient[int] = None
-    metrics: Lenient[dict[str, Any]] = None
-    fine_tuning_job_id: Lenient[str] = None
+    object: str | None = "fine_tuning.job.checkpoint"
+    created_at: int | None = None
+    fine_tuned_model_checkpoint: str | None = None
+    step_number: int | None = None
+    metrics: dict[str, Any] | None = None
+    fine_tuning_job_id: str | None = None
