@@ -168,6 +168,26 @@ def test_event_from_envelope_round_trips_every_type(cls: type[BaseEvent]) -> Non
         assert rebuilt.envelope() == event.envelope()
 
 
+def test_an_event_read_from_text_sends_that_text_unchanged() -> None:
+    """Envelope text (as the journal holds it) comes back from ``to_json`` byte for byte.
+
+    So a retry sends exactly the bytes journaled, even when an older release wrote them in
+    another key order or spacing.
+    """
+    event = make_event(JobFailed)
+    stored = json.dumps(event.envelope(), indent=1, sort_keys=True)
+    assert stored != event.to_json()
+    for form in (stored, stored.encode()):
+        rebuilt = event_from_envelope(form)
+        assert rebuilt.to_json() == stored
+        assert rebuilt == event
+        assert rebuilt.model_copy().to_json() == stored
+    # A copy with a changed field is a different event: its envelope is built afresh.
+    moved = event_from_envelope(stored).model_copy(update={"dashboard_url": "https://x.test/j"})
+    assert json.loads(moved.to_json())["data"]["dashboard_url"] == "https://x.test/j"
+    assert ": " not in moved.to_json()
+
+
 def test_event_from_envelope_falls_back_to_created_at() -> None:
     """An envelope without ``data.observed_at`` (a foreign sender) takes ``created_at`` instead."""
     envelope = make_event(JobSucceeded).envelope()

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
 from .models import FineTuningJob, JobError
 
@@ -69,6 +71,23 @@ class BaseEvent(BaseModel):
 
     wire_type: ClassVar[str] = ""
 
+    # The envelope text this event was read from (the journal's), which to_json() returns as
+    # is: a retry sends the bytes journaled, and the delivery path skips a re-serialisation.
+    _wire: str | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        # Equal fields make equal events, whether or not one of them remembers its wire text.
+        if not isinstance(other, BaseEvent):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with ``update``, one whose envelope is rebuilt from its new fields."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._wire = None
+        return copy
+
     @property
     def job_id(self) -> str:
         """The id of the job this event is about."""
@@ -102,7 +121,13 @@ class BaseEvent(BaseModel):
         }
 
     def to_json(self) -> str:
-        """The envelope as compact JSON text (the exact body a webhook sends)."""
+        """The envelope as compact JSON text (the exact body a webhook sends).
+
+        An event read back from its envelope text (as the delivery path reads the journal)
+        returns that text unchanged.
+        """
+        if self._wire is not None:
+            return self._wire
         return json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False)
 
 
@@ -198,10 +223,19 @@ def event_type_name(cls: type[BaseEvent]) -> str:
 
 
 def event_from_envelope(envelope: dict[str, Any] | str | bytes) -> Event:
-    """Rebuild the typed event from its envelope (as stored in the journal or sent on the wire)."""
-    data = json.loads(envelope) if isinstance(envelope, str | bytes) else envelope
+    """Rebuild the typed event from its envelope (as stored in the journal or sent on the wire).
+
+    Given the envelope as text, the event keeps it: its :meth:`~BaseEvent.to_json` returns
+    that text rather than a new serialisation.
+    """
+    wire: str | None = None
+    if isinstance(envelope, dict):
+        data = envelope
+    else:
+        wire = envelope.decode() if isinstance(envelope, bytes) else envelope
+        data = pydantic_core.from_json(wire)
     body = data["data"]
-    return _event_adapter.validate_python(
+    event = _event_adapter.validate_python(
         {
             "type": data["type"],
             "id": data["id"],
@@ -213,3 +247,5 @@ def event_from_envelope(envelope: dict[str, Any] | str | bytes) -> Event:
             "job": body["job"],
         }
     )
+    event._wire = wire
+    return event
