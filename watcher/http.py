@@ -8,6 +8,8 @@ request log, which would print every URL at INFO, and a Slack webhook URL is a s
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 from httpx import (
@@ -16,6 +18,7 @@ from httpx import (
     AsyncClient,
     ConnectError,
     HTTPError,
+    Limits,
     MockTransport,
     Request,
     Response,
@@ -28,8 +31,10 @@ __all__ = [
     "ASGITransport",
     "AsyncBaseTransport",
     "AsyncClient",
+    "ClientPerRequest",
     "ConnectError",
     "HTTPError",
+    "Limits",
     "MockTransport",
     "Request",
     "Response",
@@ -45,6 +50,50 @@ def quiet_http_logs() -> None:
     """Keep httpx and httpcore from logging request URLs (they may hold secrets)."""
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class ClientPerRequest:
+    """HTTP clients of one keep-alive connection each, each lent to one request at a time.
+
+    For a sink that posts many small requests at once to one receiver. httpx's shared pool
+    re-checks every pooled connection (a system call or two each) on every request and every
+    response, and requests that start together are often handed the same idle connection, so
+    all but one fail internally and queue again. A client per concurrent request needs
+    neither: the connection it kept alive from its last request is the only one it checks.
+    There are as many clients as requests ever ran at once (a sink's ``concurrency``);
+    ``options`` are :class:`AsyncClient`'s.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._free: list[AsyncClient] = []
+        self._all: list[AsyncClient] = []
+        self._closed = False
+
+    async def post(self, url: str, *, content: bytes, headers: Mapping[str, str]) -> Response:
+        """POST ``content`` on a client no other request is using; return the read response."""
+        if self._closed:
+            raise RuntimeError("this HTTP client pool is closed")
+        # Last in, first out: the client used most recently has a live connection.
+        client = self._free.pop() if self._free else self._new_client()
+        try:
+            return await client.post(url, content=content, headers=headers)
+        finally:
+            self._free.append(client)
+
+    def _new_client(self) -> AsyncClient:
+        client = AsyncClient(
+            limits=Limits(max_connections=1, max_keepalive_connections=1), **self._options
+        )
+        self._all.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        """Close every client and its connection; safe to call more than once."""
+        self._closed = True
+        clients, self._all, self._free = self._all, [], []
+        for client in clients:
+            await client.aclose()
 
 
 quiet_http_logs()

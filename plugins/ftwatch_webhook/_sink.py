@@ -35,7 +35,7 @@ from watcher.errors import SinkDisabled, SinkError, SinkRejected, SinkUnavailabl
 from watcher.events import BaseEvent
 from watcher.http import (
     AsyncBaseTransport,
-    AsyncClient,
+    ClientPerRequest,
     ConnectError,
     HTTPError,
     Response,
@@ -134,7 +134,7 @@ class WebhookSink(SinkBase):
         super().__init__(config)
         self._now = now
         self._signer = None if config.secret is None else Webhook(config.secret.get_secret_value())
-        self._client = AsyncClient(
+        self._client = ClientPerRequest(
             transport=transport,
             timeout=Timeout(config.timeout),
             follow_redirects=False,

@@ -1,0 +1,113 @@
+"""ClientPerRequest against a real loopback server: a connection per concurrent request, kept."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+import pytest
+
+from watcher.http import ClientPerRequest
+from watcher.serving import serve_asgi
+
+Message = MutableMapping[str, Any]
+
+
+class PortRecorder:
+    """Answers 200, noting the client port of each request; can hold answers until released."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+        self.in_flight = 0
+        self.peak = 0
+        self.release = anyio.Event()
+        self.release.set()
+        #: Set once ``expect`` requests are in flight together.
+        self.all_in = anyio.Event()
+        self.expect = 0
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body", False):
+            pass
+        self.ports.append(scope["client"][1])
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.expect and self.in_flight >= self.expect:
+            self.all_in.set()
+        await self.release.wait()
+        self.in_flight -= 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def post_all(pool: ClientPerRequest, url: str, n: int) -> list[int]:
+    """POST ``n`` requests at once; return their status codes."""
+    statuses: list[int] = []
+
+    async def one(i: int) -> None:
+        response = await pool.post(url, content=b'{"n":%d}' % i, headers={"x-n": str(i)})
+        statuses.append(response.status_code)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(one, i)
+    return statuses
+
+
+async def test_concurrent_requests_each_get_a_connection_and_keep_it() -> None:
+    """Four requests at once run side by side, and later rounds reuse those four connections."""
+    app = PortRecorder()
+    async with serve_asgi(app) as url:
+        pool = ClientPerRequest(timeout=5)
+        try:
+            app.release = anyio.Event()
+            app.expect = 4
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(post_all, pool, url, 4)
+                    # All four reach the server before any is answered: none queued behind another.
+                    await app.all_in.wait()
+                    app.release.set()
+                for _ in range(3):
+                    assert await post_all(pool, url, 4) == [200] * 4
+        finally:
+            await pool.aclose()
+    assert app.peak == 4
+    assert len(app.ports) == 16
+    assert len(set(app.ports)) == 4
+
+
+async def test_one_request_at_a_time_uses_one_connection() -> None:
+    """Sequential requests share one kept-alive connection."""
+    app = PortRecorder()
+    async with serve_asgi(app) as url:
+        pool = ClientPerRequest(timeout=5)
+        try:
+            for i in range(5):
+                response = await pool.post(url, content=b"{}", headers={"x-n": str(i)})
+                assert response.status_code == 200
+        finally:
+            await pool.aclose()
+    assert len(app.ports) == 5
+    assert len(set(app.ports)) == 1
+
+
+async def test_a_closed_pool_refuses_to_post() -> None:
+    """After aclose (which may be called twice) a post raises instead of opening a connection."""
+    app = PortRecorder()
+    async with serve_asgi(app) as url:
+        pool = ClientPerRequest(timeout=5)
+        await pool.post(url, content=b"{}", headers={})
+        await pool.aclose()
+        await pool.aclose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await pool.post(url, content=b"{}", headers={})
+    assert len(app.ports) == 1
