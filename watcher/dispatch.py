@@ -128,8 +128,13 @@ class SinkWorker:
         chains: OrderedDict[str, list[Delivery]] = OrderedDict()
         for delivery in pending:
             chains.setdefault(delivery.job_key, []).append(delivery)
-        due = [chain for chain in chains.values() if chain[0].next_attempt_at <= now]
-        later = [chain[0].next_attempt_at for chain in chains.values() if chain not in due]
+        due: list[list[Delivery]] = []
+        later: list[float] = []
+        for chain in chains.values():
+            if chain[0].next_attempt_at <= now:
+                due.append(chain)
+            else:
+                later.append(chain[0].next_attempt_at)
         self.next_due = min(later, default=None)
         if not due:
             return False
