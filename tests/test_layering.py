@@ -17,6 +17,7 @@ RANKS: dict[str, int] = {
     "http": 0,
     "serving": 0,
     "logs": 0,
+    "wal": 0,
     "models": 1,
     "events": 2,
     "diff": 3,

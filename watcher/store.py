@@ -17,7 +17,8 @@ them in one transaction, so an event is in the journal before its snapshot count
 The stdlib ``sqlite3`` module is blocking, so every call runs in a worker thread through a
 ``CapacityLimiter(1)``: one statement sequence at a time on the one connection, never on the
 event loop. A call that is cancelled still finishes its transaction in the thread, so a write
-is all or nothing.
+is all or nothing. The write-ahead log is copied back into the file by a thread of its own
+(:mod:`watcher.wal`), so no commit waits for a checkpoint's fsyncs.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .diff import JobState
 from .errors import StoreError
 from .events import BaseEvent, event_from_envelope
 from .models import FineTuningJob
+from .wal import WalCheckpointer
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -211,6 +213,8 @@ class Store:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
         self._limiter = anyio.CapacityLimiter(1)
+        # Checkpoints run beside our writes, never inside one (see watcher.wal).
+        self._checkpointer = WalCheckpointer(path)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -232,6 +236,7 @@ class Store:
             conn, self._conn = self._conn, None
             if conn is None:
                 return
+            self._checkpointer.close()
             with contextlib.suppress(sqlite3.Error):
                 # Cheap on close, and keeps the planner's statistics fresh for a long-lived file.
                 conn.execute("PRAGMA optimize")
@@ -265,7 +270,11 @@ class Store:
             if conn is None:
                 raise StoreError(f"The state store {self.path} is closed.")
             try:
-                return fn(conn)
+                changes = conn.total_changes
+                result = fn(conn)
+                if conn.total_changes != changes:
+                    self._checkpointer.wrote()
+                return result
             except sqlite3.Error as exc:
                 reason = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
                 raise StoreError(
@@ -785,6 +794,8 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
     # WAL is in the OS page cache before COMMIT returns), which is what we promise. Only a power
     # loss or kernel crash may lose the last commits; the file stays consistent even then.
     conn.execute("PRAGMA synchronous = NORMAL")
+    # Checkpoints run on the store's own thread (watcher.wal), not inside a commit.
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
     conn.execute("PRAGMA foreign_keys = ON")
 
 
