@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio
 import pytest
+import trustme
 
-from watcher.http import ClientPerRequest
+from watcher.http import ClientPerRequest, ConnectError
 from watcher.serving import serve_asgi
 
 Message = MutableMapping[str, Any]
@@ -111,3 +113,44 @@ async def test_a_closed_pool_refuses_to_post() -> None:
         with pytest.raises(RuntimeError, match="closed"):
             await pool.post(url, content=b"{}", headers={})
     assert len(app.ports) == 1
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, str]:
+    """A private CA, and a PEM file (key and chain) for 127.0.0.1 that it issued."""
+    ca = trustme.CA()
+    pem = tmp_path_factory.mktemp("tls") / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    return ca, str(pem)
+
+
+async def test_an_untrusted_certificate_is_refused(tls_files: tuple[trustme.CA, str]) -> None:
+    """By default the pool verifies TLS against the usual CA bundle: a private CA is refused."""
+    _, pem = tls_files
+    app = PortRecorder()
+    async with serve_asgi(app, ssl_certfile=pem) as url:
+        assert url.startswith("https://")
+        pool = ClientPerRequest(timeout=5)
+        try:
+            with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await pool.post(url, content=b"{}", headers={})
+        finally:
+            await pool.aclose()
+    assert app.ports == []
+
+
+async def test_a_given_tls_context_is_used_by_every_client(
+    tls_files: tuple[trustme.CA, str],
+) -> None:
+    """``verify`` passes through: with the private CA trusted, concurrent posts over TLS work."""
+    ca, pem = tls_files
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    app = PortRecorder()
+    async with serve_asgi(app, ssl_certfile=pem) as url:
+        pool = ClientPerRequest(timeout=5, verify=context)
+        try:
+            assert await post_all(pool, url, 3) == [200] * 3
+        finally:
+            await pool.aclose()
+    assert len(app.ports) == 3

@@ -19,11 +19,20 @@ __all__ = ["serve_asgi"]
 
 
 @asynccontextmanager
-async def serve_asgi(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+async def serve_asgi(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> AsyncIterator[str]:
     """Serve ``app`` on ``host:port`` (port 0 picks a free one) and yield its base URL.
 
-    Uses uvicorn's startup and shutdown directly rather than ``serve()``, which would take over
-    the process's signal handlers.
+    With ``ssl_certfile`` (a PEM certificate chain, and the key too unless ``ssl_keyfile``
+    names it) the server speaks TLS and the URL is ``https://``. Uses uvicorn's startup and
+    shutdown directly rather than ``serve()``, which would take over the process's signal
+    handlers.
     """
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -42,6 +51,8 @@ async def serve_asgi(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncI
         # Our logging config owns the handlers, so uvicorn's lines are masked and formatted too.
         log_config=None,
         timeout_graceful_shutdown=1,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     config.load()
     server = uvicorn.Server(config)
@@ -50,7 +61,8 @@ async def serve_asgi(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncI
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     try:
-        yield f"http://{shown}:{bound_port}"
+        scheme = "https" if ssl_certfile else "http"
+        yield f"{scheme}://{shown}:{bound_port}"
     finally:
         await server.shutdown(sockets=[sock])
         sock.close()
