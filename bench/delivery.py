@@ -42,7 +42,7 @@ CONCURRENCY = 8
 TRICKLE_EVENTS = 2000
 TRICKLE_JOBS = 100
 TRICKLE_GAP = 0.003
-REPEATS = 2
+REPEATS = 3
 ISOLATION_REPEATS = 3  # a p99 is noisy: more alternating runs, and the median of them
 ROOT = Path(__file__).resolve().parent
 
