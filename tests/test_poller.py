@@ -101,6 +101,57 @@ async def test_more_new_jobs_than_a_page_are_all_announced(
         assert created == set(new)
 
 
+async def test_more_new_jobs_than_the_page_limit_are_caught_up_in_later_cycles(
+    sim: Simulator, make_watcher: WatcherFactory
+) -> None:
+    """Jobs below the page limit are read in the next cycles, each announced exactly once.
+
+    Every cycle stays within max_pages: the catch-up gets the pages the newest ones left over.
+    """
+    sim.add_jobs(5, "succeeded", start=START - 100_000)
+    async with make_watcher(page_size=10, max_pages=2) as (watcher, _):
+        poller = watcher.pollers["sim"]
+        await watcher.poll_once()
+        new = sim.add_jobs(55, "running", start=START - 1_000, interval=1)
+        created: list[str] = []
+        pages: list[int] = []
+        for _ in range(12):
+            sim.stats.reset()
+            events = await watcher.poll_once()
+            pages.append(sim.stats.as_dict().get("list", 0))
+            created += [e.job_id for e in events if e.type == "fine_tuning.job.created"]
+            if not poller.gaps:
+                break
+        assert poller.gaps == []
+        assert sorted(created) == sorted(new)
+        assert max(pages) <= 2
+        # The first cycle read 20 of them; the other 35 took one page a cycle.
+        assert len(pages) == 5
+
+
+async def test_a_gap_in_the_job_list_survives_a_restart(
+    sim: Simulator, make_watcher: WatcherFactory
+) -> None:
+    """The catch-up cursor is stored with the cycle: a new process reads on from it."""
+    sim.add_jobs(5, "succeeded", start=START - 100_000)
+    async with make_watcher(page_size=10, max_pages=2) as (watcher, _):
+        await watcher.poll_once()
+        new = sim.add_jobs(45, "succeeded", start=START - 1_000, interval=1)
+        events = await watcher.poll_once()
+        assert watcher.pollers["sim"].gaps
+    async with make_watcher(page_size=10, max_pages=2) as (watcher, _):
+        poller = watcher.pollers["sim"]
+        assert poller.gaps
+        for _ in range(10):
+            if not poller.gaps:
+                break
+            events += await watcher.poll_once()
+    created = [e.job_id for e in events if e.type == "fine_tuning.job.created"]
+    succeeded = [e.job_id for e in events if e.type == "fine_tuning.job.succeeded"]
+    assert sorted(created) == sorted(new)
+    assert sorted(succeeded) == sorted(new)
+
+
 async def test_a_status_change_becomes_events_in_order(
     sim: Simulator, make_watcher: WatcherFactory
 ) -> None:

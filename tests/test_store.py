@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from watcher import store as store_module
 from watcher.diff import JobState, diff
 from watcher.errors import StoreError
 from watcher.events import BaseEvent, JobCreated, event_from_envelope
@@ -114,6 +115,36 @@ async def test_baseline_flag(store: Store) -> None:
     assert await store.is_baselined(SRC)
     await store.commit(SRC, states={}, events=[], sinks=[], now=T0, baselined=False)
     assert not await store.is_baselined(SRC)
+
+
+async def test_catch_up_cursors(store: Store) -> None:
+    """Gaps are per source, replaced only when a commit gives them, and keep the baseline flag."""
+    assert await store.gaps(SRC) == []
+    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, baselined=True)
+    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, gaps=["ftjob-b", "ftjob-a"])
+    assert await store.gaps(SRC) == ["ftjob-b", "ftjob-a"]
+    assert await store.gaps("azure") == []
+    await store.commit(SRC, states={}, events=[], sinks=[], now=T0)  # None leaves them alone
+    assert await store.gaps(SRC) == ["ftjob-b", "ftjob-a"]
+    assert await store.is_baselined(SRC)
+    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, gaps=[])
+    assert await store.gaps(SRC) == []
+    assert await store.is_baselined(SRC)
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_data(db: Path) -> None:
+    """A state file from the first schema gains the catch-up cursors and loses nothing."""
+    db.parent.mkdir(mode=0o700)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for statement in store_module._MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO sources (source, baselined, updated_at) VALUES (?, 1, ?)", (SRC, T0))
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    async with await Store.open(db) as store:
+        assert await store.is_baselined(SRC)
+        assert await store.gaps(SRC) == []
+        assert (await store.stats())["schema_version"] == SCHEMA_VERSION == 2
 
 
 # -- commit and the journal -----------------------------------------------------------------------

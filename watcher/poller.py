@@ -9,6 +9,13 @@ and so are single retrieves (``max_retrieves``, oldest-checked first, the rest n
 
 The first cycle of a new source is a silent baseline (unless ``emit_existing``): every job is
 recorded without events, possibly across several cycles for a very long history.
+
+When more new jobs appear between two cycles than ``max_pages`` pages hold (a long downtime in a
+busy organisation), the cycle stops at the page limit with jobs below it still unread: a gap.
+Its cursor is stored with the cycle's snapshots, and the next cycles spend what is left of their
+page budget reading on from it (retrieving active jobs rather than paging to them meanwhile)
+until they reach a job they know or the end of the list: those jobs' events come late but come,
+even across a restart.
 """
 
 from __future__ import annotations
@@ -81,6 +88,8 @@ class SourcePoller:
         self.states: dict[str, JobState] = {}
         self.baselined = False
         self._baseline_cursor: str | None = None
+        #: Cursors below which the job list is still unread, oldest gap last (see the module).
+        self.gaps: list[str] = []
         self._last_checked: dict[str, float] = {}
         self._gone: set[str] = set()
         self._lock = anyio.Lock()
@@ -98,6 +107,7 @@ class SourcePoller:
         """Read what the store remembers of this source (call once before polling)."""
         self.states = await self.store.load_states(self.name)
         self.baselined = await self.store.is_baselined(self.name)
+        self.gaps = await self.store.gaps(self.name)
 
     def poke(self) -> None:
         """Make the loop poll now instead of at the end of its interval."""
@@ -157,11 +167,12 @@ class SourcePoller:
     async def _cycle(self) -> CycleReport:
         report = CycleReport(self.name, baseline=not self.baselined)
         self.cycles += 1
+        gaps = self.gaps
         if self.config.jobs is not None:
             snapshots = await self._fetch_listed(report)
             complete = True
         else:
-            snapshots, complete = await self._fetch_paged(report)
+            snapshots, complete, gaps = await self._fetch_paged(report)
         now = self.clock.now()
         announce = self.baselined or self.config.emit_existing
         changed: dict[str, JobState] = {}
@@ -179,7 +190,8 @@ class SourcePoller:
                     e.model_copy(update={"dashboard_url": link}) if link else e for e in new_events
                 )
         finishing_baseline = not self.baselined and complete
-        if changed or events or finishing_baseline:
+        gaps_moved = gaps != self.gaps
+        if changed or events or finishing_baseline or gaps_moved:
             await self.store.commit(
                 self.name,
                 states=changed,
@@ -187,8 +199,10 @@ class SourcePoller:
                 sinks=list(self._sinks()),
                 now=now,
                 baselined=True if finishing_baseline else None,
+                gaps=gaps if gaps_moved else None,
             )
         self.states.update(changed)
+        self.gaps = gaps
         if finishing_baseline:
             self.baselined = True
             log.info("baseline_recorded", source=self.name, jobs=len(self.states))
@@ -217,13 +231,19 @@ class SourcePoller:
         ]
         return await self._retrieve(wanted, report)
 
-    async def _fetch_paged(self, report: CycleReport) -> tuple[dict[str, FineTuningJob], bool]:
-        """Read pages newest first, as far as needed; return the jobs and if the list ended."""
+    async def _fetch_paged(
+        self, report: CycleReport
+    ) -> tuple[dict[str, FineTuningJob], bool, list[str]]:
+        """Read pages newest first, as far as needed, then on from any gaps.
+
+        Returns the jobs, whether the list ended, and the gaps left for the next cycle.
+        """
         seen: dict[str, FineTuningJob] = {}
         baseline = not self.baselined
         after = self._baseline_cursor if baseline else None
         cursors: set[str] = set()
         complete = False
+        found_known = False
         max_pages = self.config.max_pages
         while True:
             if report.pages >= max_pages:
@@ -236,6 +256,7 @@ class SourcePoller:
             for job in page.items:
                 seen.setdefault(job.id, job)
                 hit_known = hit_known or job.id in self.states
+            found_known = found_known or hit_known
             if not page.has_more:
                 complete = True
                 break
@@ -250,21 +271,52 @@ class SourcePoller:
                 continue
             if not hit_known:
                 continue  # more new jobs than one page: keep reading until a known one shows
-            if not self._paging_is_cheaper(seen, page.items[-1]):
+            # While catching up, the pages left go to the gaps; active jobs are retrieved.
+            if self.gaps or not self._paging_is_cheaper(seen, page.items[-1]):
                 break
+        gaps = list(self.gaps)
         if baseline:
             self._baseline_cursor = None if complete else after
+        elif not complete and not found_known and after is not None:
+            # Every page was new and the limit came first: the jobs below are unread.
+            gaps.insert(0, after)
         if report.truncated:
             log.warning(
                 "pagination_stopped",
                 source=self.name,
                 reason=report.truncated,
                 pages=report.pages,
+                catching_up=bool(gaps) and not baseline,
             )
         if not baseline:
+            gaps = await self._read_gaps(gaps, seen, report)
             missing = [j for j in self.active_jobs() if j not in seen]
             seen.update(await self._retrieve(missing, report))
-        return seen, complete
+        return seen, complete, gaps
+
+    async def _read_gaps(
+        self, gaps: list[str], seen: dict[str, FineTuningJob], report: CycleReport
+    ) -> list[str]:
+        """Read on from the oldest gap's cursor with the pages left; return the gaps left."""
+        gaps = list(gaps)
+        cursors: set[str] = set()
+        while gaps and report.pages < self.config.max_pages:
+            after = gaps[-1]
+            cursors.add(after)
+            page = await self.client.list_jobs(limit=self.config.page_size, after=after)
+            report.pages += 1
+            report.skipped += page.skipped
+            closed = False
+            for job in page.items:
+                seen.setdefault(job.id, job)
+                closed = closed or job.id in self.states
+            if closed or not page.has_more or page.last_id is None or page.last_id in cursors:
+                # A known job below the gap, the end of the list, or a server repeating itself.
+                gaps.pop()
+                log.info("gap_closed", source=self.name, gaps_left=len(gaps))
+            else:
+                gaps[-1] = page.last_id
+        return gaps
 
     def _paging_is_cheaper(self, seen: dict[str, FineTuningJob], last: FineTuningJob) -> bool:
         """Would reading on reach the unseen active jobs in fewer requests than retrieving them?"""

@@ -125,6 +125,11 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # The foreign key's child lookup: without it, deleting a journal row scans deliveries.
         "CREATE INDEX deliveries_seq ON deliveries (seq)",
     ),
+    (
+        # Where each source's catch-up reads resume: the cursor below which the job list has
+        # not been read since more new jobs appeared than one cycle may read (JSON list).
+        "ALTER TABLE sources ADD COLUMN gaps TEXT NOT NULL DEFAULT '[]'",
+    ),
 )
 
 #: The schema version this ftwatch writes (``PRAGMA user_version``).
@@ -296,6 +301,15 @@ class Store:
 
         return await self._run("read the baseline flag", read)
 
+    async def gaps(self, source: str) -> list[str]:
+        """The cursors ``source``'s job list is still to be read from (see :meth:`commit`)."""
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            row = conn.execute("SELECT gaps FROM sources WHERE source = ?", (source,)).fetchone()
+            return [str(cursor) for cursor in json.loads(row[0])] if row else []
+
+        return await self._run("read the catch-up cursors", read)
+
     async def load_states(self, source: str) -> dict[str, JobState]:
         """Every job remembered for ``source``: job id -> its last :class:`JobState`."""
 
@@ -318,6 +332,7 @@ class Store:
         sinks: Sequence[str],
         now: float,
         baselined: bool | None = None,
+        gaps: Sequence[str] | None = None,
     ) -> list[int]:
         """Record one cycle of ``source`` in ONE transaction; return the seqs of new events.
 
@@ -325,7 +340,8 @@ class Store:
         how the duplicates seen again after a restart are absorbed); each newly journaled event
         gets a pending delivery row per sink, due at ``now``; the snapshots in ``states`` (job
         id -> state) replace the stored ones; the baseline flag is set when ``baselined`` is
-        given. Journal rows carry each event's own ``source``.
+        given, and the catch-up cursors are replaced when ``gaps`` is. Journal rows carry each
+        event's own ``source``.
         """
         # Copies taken on the event loop: the caller may change its mappings once we yield.
         state_items = list(states.items())
@@ -398,6 +414,13 @@ class Store:
                         " ON CONFLICT (source) DO UPDATE SET baselined = excluded.baselined,"
                         " updated_at = excluded.updated_at",
                         (source, int(baselined), now),
+                    )
+                if gaps is not None:
+                    conn.execute(
+                        "INSERT INTO sources (source, gaps, updated_at) VALUES (?, ?, ?)"
+                        " ON CONFLICT (source) DO UPDATE SET gaps = excluded.gaps,"
+                        " updated_at = excluded.updated_at",
+                        (source, json.dumps(list(gaps)), now),
                     )
             return seqs
 
