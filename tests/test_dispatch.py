@@ -251,6 +251,99 @@ async def test_a_hanging_sink_never_delays_a_healthy_one(store: Store) -> None:
     assert len(await store.pending("hanging")) == len(events)
 
 
+async def test_a_slow_delivery_holds_back_only_its_own_job(store: Store) -> None:
+    """While one job's delivery hangs, other jobs' events, even ones journaled later, go out.
+
+    Their acknowledgements are written meanwhile too, so a crash would not send them again.
+    """
+    clock = ManualClock(2000.0)
+    sink = _sink()
+    deliver = sink.send
+    release = anyio.Event()
+    slow_started = anyio.Event()
+
+    async def send(event: BaseEvent) -> None:
+        if event.job_id == "ftjob-slow":
+            slow_started.set()
+            await release.wait()
+        await deliver(event)
+
+    sink.send = send  # type: ignore[method-assign]
+    slow = events_for("ftjob-slow", ["queued", "running", "succeeded"])
+    first = events_for("ftjob-b", ["queued", "running"])
+    later = events_for("ftjob-c", ["queued", "failed"])
+    await _journal(store, [slow[0], first[0], slow[1]], ["collect"])
+    worker = _worker(sink, store, clock)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await slow_started.wait()
+            await sink.wait_for(1)
+            await _journal(store, later, ["collect"])
+            worker.wake()
+            await sink.wait_for(1 + len(later))
+            assert not release.is_set()
+            still_pending = {d.event_id for d in await store.pending("collect")}
+            assert first[0].id not in still_pending
+            assert {slow[0].id, slow[1].id} <= still_pending
+            release.set()
+            await sink.wait_for(3 + len(later))
+            tg.cancel_scope.cancel()
+    ids = [e.id for e in sink.events]
+    assert ids[: 1 + len(later)] == [first[0].id, *(e.id for e in later)]
+    assert ids[1 + len(later) :] == [slow[0].id, slow[1].id]
+    assert await store.pending("collect") == []
+
+
+class SleepWatchingClock(ManualClock):
+    """A manual clock that says when someone starts waiting for less than a minute."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self.short_sleep = anyio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        """Note a short wait (a retry's), then wait as a ManualClock does."""
+        if 0 < seconds < 60:
+            self.short_sleep.set()
+        await super().sleep(seconds)
+
+
+async def test_a_retry_falls_due_on_time_while_another_job_hangs(store: Store) -> None:
+    """A job's retry is attempted when due, not when some other job's slow delivery ends."""
+    clock = SleepWatchingClock(2000.0)
+    sink = _sink(retry=RetryPolicy(initial_backoff=1, max_backoff=10))
+    deliver = sink.send
+    release = anyio.Event()
+    attempts: list[str] = []
+
+    async def send(event: BaseEvent) -> None:
+        attempts.append(event.job_id)
+        if event.job_id == "ftjob-slow":
+            await release.wait()
+        elif attempts.count(event.job_id) == 1:
+            raise SinkUnavailable("not yet", sink="collect")
+        await deliver(event)
+
+    sink.send = send  # type: ignore[method-assign]
+    slow = events_for("ftjob-slow", ["queued", "running"])
+    flaky = events_for("ftjob-flaky", ["queued", "running"])
+    await _journal(store, [*slow, *flaky], ["collect"])
+    worker = _worker(sink, store, clock)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await clock.short_sleep.wait()  # the worker waits for the retry's due time
+            clock.advance(60)
+            await sink.wait_for(1)
+            assert [e.id for e in sink.events] == [flaky[0].id]
+            assert not release.is_set()
+            release.set()
+            await sink.wait_for(2)
+            tg.cancel_scope.cancel()
+    assert attempts == ["ftjob-slow", "ftjob-flaky", "ftjob-flaky"]
+
+
 def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
     """Backoff stays within [0, min(max, initial * 2^(n-1))], and Retry-After is a floor."""
     rng = random.Random(3)
