@@ -16,7 +16,7 @@ from watcher.dispatch import SinkWorker, backoff_delay
 from watcher.errors import SinkDisabled, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent
 from watcher.sinks import RetryPolicy, SinkConfig
-from watcher.store import Store
+from watcher.store import Delivery, Store
 from watcher.testing import CollectingSink
 
 
@@ -249,6 +249,54 @@ async def test_a_hanging_sink_never_delays_a_healthy_one(store: Store) -> None:
             tg.cancel_scope.cancel()
     assert [e.id for e in healthy.events] == [e.id for e in events]
     assert len(await store.pending("hanging")) == len(events)
+
+
+async def test_a_hanging_sink_does_not_reread_its_backlog_on_every_wake(store: Store) -> None:
+    """With every puller hung and chains waiting, new events and wakes cost the store nothing.
+
+    A hung sink that re-read its whole backlog on each wake would hold the one store
+    connection that the healthy sinks and the poller's commits need (promise 5).
+    """
+    clock = ManualClock(2000.0)
+    hanging = _sink("hanging", concurrency=2)
+    never = anyio.Event()
+    hung = 0
+    all_hung = anyio.Event()
+
+    async def hang(event: BaseEvent) -> None:
+        nonlocal hung
+        hung += 1
+        if hung == 2:
+            all_hung.set()
+        await never.wait()
+
+    hanging.send = hang  # type: ignore[method-assign]
+    reads = 0
+    read = store.pending
+
+    async def counting_pending(sink: str, *, limit: int = 500) -> list[Delivery]:
+        nonlocal reads
+        reads += 1
+        return await read(sink, limit=limit)
+
+    store.pending = counting_pending  # type: ignore[method-assign]
+    jobs = [events_for(f"ftjob-{i}", ["validating_files", "queued", "running"]) for i in range(5)]
+    await _journal(store, [e for job in jobs for e in job], ["hanging"])
+    worker = _worker(hanging, store, clock)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await all_hung.wait()
+            before = reads
+            for i in range(50):
+                await _journal(
+                    store, events_for(f"ftjob-new-{i}", ["validating_files", "queued"]), ["hanging"]
+                )
+                worker.wake()
+                await store.last_seq()  # a store call of our own lets the worker run
+            assert reads == before
+            tg.cancel_scope.cancel()
+    assert len(await read("hanging", limit=1000)) == 2 * 5 + 50
 
 
 async def test_a_slow_delivery_holds_back_only_its_own_job(store: Store) -> None:

@@ -132,7 +132,11 @@ class SinkWorker:
                 async with send:
                     while self.disabled is None:
                         self._wake = anyio.Event()
-                        handed = await self._feed(send)
+                        # With as many chains waiting as there are pullers, a read could only
+                        # re-read rows already handed out: a hung sink would re-read its whole
+                        # backlog on every wake, taking the store from the healthy sinks.
+                        full = self._queued >= self.config.concurrency
+                        handed = False if full else await self._feed(send)
                         attempted = attempted or handed
                         if self.disabled is not None:
                             break
@@ -145,7 +149,7 @@ class SinkWorker:
                             self.idle.set()
                         # Pullers wake us when chains run low or the last one ends; the clock
                         # does when a retry falls due, even while other jobs are being sent.
-                        if forever:
+                        if forever and not full:
                             await sleep_or_wake(self.clock, self._idle_wait(), self._wake)
                         else:
                             await self._wake.wait()
