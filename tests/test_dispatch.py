@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -251,12 +252,35 @@ async def test_a_hanging_sink_never_delays_a_healthy_one(store: Store) -> None:
     assert len(await store.pending("hanging")) == len(events)
 
 
-async def test_a_hanging_sink_does_not_reread_its_backlog_on_every_wake(store: Store) -> None:
+class ReadCountingStore(Store):
+    """A real store that counts the rows :meth:`pending` reads for each sink."""
+
+    rows_read: collections.Counter[str]
+
+    async def pending(self, sink: str, *, limit: int = 500, after: int = 0) -> list[Delivery]:
+        """Read as a Store does, and count the rows."""
+        rows = await super().pending(sink, limit=limit, after=after)
+        self.rows_read[sink] += len(rows)
+        return rows
+
+
+@pytest.fixture
+async def counting_store(tmp_path: Path) -> AsyncIterator[ReadCountingStore]:
+    """A real SQLite store that counts the pending rows each sink reads."""
+    async with await ReadCountingStore.open(tmp_path / "state.db") as s:
+        s.rows_read = collections.Counter()
+        yield s
+
+
+async def test_a_hanging_sink_does_not_reread_its_backlog_on_every_wake(
+    counting_store: ReadCountingStore,
+) -> None:
     """With every puller hung and chains waiting, new events and wakes cost the store nothing.
 
     A hung sink that re-read its whole backlog on each wake would hold the one store
     connection that the healthy sinks and the poller's commits need (promise 5).
     """
+    store = counting_store
     clock = ManualClock(2000.0)
     hanging = _sink("hanging", concurrency=2)
     never = anyio.Event()
@@ -271,15 +295,6 @@ async def test_a_hanging_sink_does_not_reread_its_backlog_on_every_wake(store: S
         await never.wait()
 
     hanging.send = hang  # type: ignore[method-assign]
-    reads = 0
-    read = store.pending
-
-    async def counting_pending(sink: str, *, limit: int = 500) -> list[Delivery]:
-        nonlocal reads
-        reads += 1
-        return await read(sink, limit=limit)
-
-    store.pending = counting_pending  # type: ignore[method-assign]
     jobs = [events_for(f"ftjob-{i}", ["validating_files", "queued", "running"]) for i in range(5)]
     await _journal(store, [e for job in jobs for e in job], ["hanging"])
     worker = _worker(hanging, store, clock)
@@ -287,16 +302,47 @@ async def test_a_hanging_sink_does_not_reread_its_backlog_on_every_wake(store: S
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
             await all_hung.wait()
-            before = reads
+            assert store.rows_read["hanging"] == 2 * 5
             for i in range(50):
-                await _journal(
-                    store, events_for(f"ftjob-new-{i}", ["validating_files", "queued"]), ["hanging"]
-                )
+                new = events_for(f"ftjob-new-{i}", ["validating_files", "queued"])
+                await _journal(store, new, ["hanging"])
                 worker.wake()
                 await store.last_seq()  # a store call of our own lets the worker run
-            assert reads == before
+            assert store.rows_read["hanging"] == 2 * 5
             tg.cancel_scope.cancel()
-    assert len(await read("hanging", limit=1000)) == 2 * 5 + 50
+    assert len(await store.pending("hanging", limit=1000)) == 2 * 5 + 50
+
+
+async def test_a_failing_sink_reads_its_backlog_once_not_once_per_failure(
+    counting_store: ReadCountingStore,
+) -> None:
+    """Each job's failure puts its retry back in memory: the queue is not read again for it.
+
+    A sink refusing every delivery, with a backlog, would otherwise re-read that backlog
+    after each failure and hold the store that the other sinks need (promise 5).
+    """
+    store = counting_store
+    clock = ManualClock(2000.0)
+    sink = _sink(concurrency=4)
+    tried: list[str] = []
+
+    def refuse(event: BaseEvent) -> None:
+        tried.append(event.job_id)
+        raise SinkUnavailable("connection refused", sink="collect")
+
+    sink.fail = refuse
+    jobs = [events_for(f"ftjob-{i}", ["validating_files", "queued", "running"]) for i in range(20)]
+    await _journal(store, [e for job in jobs for e in job], ["collect"])
+    worker = _worker(sink, store, clock)
+    assert await worker.drain_once()
+    assert sorted(tried) == sorted(f"ftjob-{i}" for i in range(20))  # each job's first, once
+    assert store.rows_read["collect"] == 2 * 20
+    assert worker.next_due is not None
+    # The retries wait in the store too: a new worker (a restart) finds them with their times.
+    pending = await store.pending("collect", limit=100)
+    heads = {d.job_key: d for d in reversed(pending)}
+    assert all(d.attempts == 1 and d.next_attempt_at > 2000.0 for d in heads.values())
+    assert min(d.next_attempt_at for d in heads.values()) == worker.next_due
 
 
 async def test_a_slow_delivery_holds_back_only_its_own_job(store: Store) -> None:

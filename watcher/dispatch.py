@@ -12,10 +12,12 @@ daemon restarts; its queue is kept.
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import math
 import random
+from collections import deque
 from collections.abc import Sequence
-from typing import Literal
 
 import anyio
 import anyio.lowlevel
@@ -32,8 +34,11 @@ __all__ = ["SinkWorker", "backoff_delay"]
 
 log = structlog.get_logger(__name__)
 
-_BATCH = 2000
-_IDLE_RECHECK = 60.0
+# Pending deliveries a worker holds in memory at most, bodies included (a few MB).
+_WINDOW = 2000
+# How often a worker re-reads its whole queue from the store, to find rows queued again from
+# outside (a dead letter retried by another process).
+_RESYNC_EVERY = 60.0
 # How long a stopping worker may spend writing the acknowledgements it still holds.
 _ACK_ON_EXIT = 2.0
 
@@ -60,14 +65,22 @@ def backoff_delay(
 class SinkWorker:
     """Delivers one sink's queue; run :meth:`run` in a task and :meth:`wake` it on new events.
 
-    A feeder reads the sink's pending deliveries from the store, groups them into one chain per
-    job and hands each chain to a fixed pool of ``concurrency`` pullers, which deliver a chain
-    in order and stop it at its first failure. A job is in at most one chain at a time, so its
-    events never overtake each other. The pipeline never waits for a batch to finish: while one
-    delivery is slow, the other pullers go on with other jobs, and the feeder reads more work
-    as soon as fewer chains are waiting than there are pullers. Successful deliveries are
-    acknowledged in the store in batches, before each read (never lost: an acknowledgement not
-    yet written only means the event is sent again after a crash).
+    The worker holds a window of the sink's pending deliveries in memory (at most
+    ``_WINDOW``), one queue per job in journal order, and reads from the store only the rows
+    journaled since its last read. A feeder hands each job whose first delivery is due to a
+    fixed pool of ``concurrency`` pullers as one chain; a puller delivers the chain in order
+    and stops at its first failure, whose retry time goes back in memory with the rest of the
+    chain. So a job is in at most one chain at a time and its events never overtake each other,
+    and however often a broken sink's deliveries fail, each pending row is read once: a sink
+    with a long backlog never holds the store that the poller and the other sinks need.
+
+    The pipeline never waits for a batch: while one delivery is slow, the other pullers go on
+    with other jobs, and the feeder reads more as soon as fewer chains are waiting than there
+    are pullers. Successful deliveries are acknowledged in the store in batches, before each
+    read and on the way out (never lost: an acknowledgement not yet written only means the
+    event is sent again after a crash). Rows put back in the queue behind the worker's back
+    (``ftwatch deadletters retry`` from another process) are found by a full re-read when no
+    chain is out, at the start and at least every ``_RESYNC_EVERY`` seconds after.
     """
 
     def __init__(
@@ -90,12 +103,19 @@ class SinkWorker:
         self.delivered = 0
         #: Set while nothing is being delivered and nothing is due.
         self.idle = anyio.Event()
-        #: When the earliest waiting delivery becomes due, as of the last read.
+        #: When the earliest waiting delivery becomes due (None when nothing waits).
         self.next_due: float | None = None
+        # The window: per job, the pending deliveries read and not handed out, in seq order.
+        self._queues: dict[str, deque[Delivery]] = {}
+        # (due time, seq, job key) of the first delivery of every held job not in a chain.
+        self._ready: list[tuple[float, int, str]] = []
+        self._horizon = 0  # every pending row with a seq up to this has been read
+        self._known = 0  # rows read and not yet delivered or dead-lettered
+        self._unread = True  # rows may have been journaled past the horizon
+        self._resync_at: float | None = None  # when to re-read the whole queue; None: now
         self._busy_jobs: set[str] = set()  # jobs whose chain is queued or being delivered
         self._queued = 0  # chains handed out that no puller has taken yet
         self._done: list[int] = []  # delivered, acknowledgement not yet written
-        self._unwritten: set[int] = set()  # the same, until the write has committed
 
     @property
     def name(self) -> str:
@@ -103,7 +123,8 @@ class SinkWorker:
         return self.config.name
 
     def wake(self) -> None:
-        """Tell the worker that new deliveries may be due."""
+        """Tell the worker that new deliveries may have been journaled."""
+        self._unread = True
         self._wake.set()
         if self.idle.is_set():
             self.idle = anyio.Event()
@@ -123,6 +144,8 @@ class SinkWorker:
 
     async def _pipeline(self, *, forever: bool) -> bool:
         attempted = False
+        # What the store holds may have changed since the last run (or a chain was cut short).
+        self._resync_at = None
         send, receive = anyio.create_memory_object_stream[Sequence[Delivery]](math.inf)
         try:
             async with anyio.create_task_group() as tg:
@@ -132,9 +155,8 @@ class SinkWorker:
                 async with send:
                     while self.disabled is None:
                         self._wake = anyio.Event()
-                        # With as many chains waiting as there are pullers, a read could only
-                        # re-read rows already handed out: a hung sink would re-read its whole
-                        # backlog on every wake, taking the store from the healthy sinks.
+                        # With as many chains waiting as there are pullers, there is nothing
+                        # to gain from a read: wait for a puller instead.
                         full = self._queued >= self.config.concurrency
                         handed = False if full else await self._feed(send)
                         attempted = attempted or handed
@@ -147,8 +169,8 @@ class SinkWorker:
                             if not forever:
                                 break
                             self.idle.set()
-                        # Pullers wake us when chains run low or the last one ends; the clock
-                        # does when a retry falls due, even while other jobs are being sent.
+                        # Pullers wake us when chains run low or one ends; the clock does when
+                        # a retry falls due, even while other jobs are being sent.
                         if forever and not full:
                             await sleep_or_wake(self.clock, self._idle_wait(), self._wake)
                         else:
@@ -164,102 +186,134 @@ class SinkWorker:
         return attempted
 
     def _idle_wait(self) -> float:
-        # Re-check now and then in any case: `deadletters retry` from another process queues
-        # rows without waking us.
-        if self.next_due is None:
-            return _IDLE_RECHECK
-        return min(_IDLE_RECHECK, max(0.0, self.next_due - self.clock.now()))
+        # A re-read waits until no chain is out; the end of the last one wakes us anyway.
+        resync = None if self._busy_jobs else self._resync_at
+        due = [t for t in (self.next_due, resync) if t is not None]
+        return max(0.0, min(due) - self.clock.now()) if due else _RESYNC_EVERY
 
     async def _feed(self, send: MemoryObjectSendStream[Sequence[Delivery]]) -> bool:
-        """Hand every due job not already handed out to the pullers; return whether any was."""
+        """Read what is new, hand every due job to the pullers; return whether any was."""
         await self._write_acks()
-        pending = await self.store.pending(self.name, limit=_BATCH)
-        # A store call finishes in its thread even when cancelled: notice a shutdown here,
-        # before handing work to pullers that are already gone.
-        await anyio.lowlevel.checkpoint_if_cancelled()
         now = self.clock.now()
-        chains: dict[str, list[Delivery]] = {}
-        for delivery in pending:
-            if delivery.job_key in self._busy_jobs or delivery.seq in self._unwritten:
-                continue
-            chains.setdefault(delivery.job_key, []).append(delivery)
-        later: list[float] = []
+        resync = not self._busy_jobs and (self._resync_at is None or now >= self._resync_at)
+        if resync:
+            self._queues.clear()
+            self._ready.clear()
+            self._horizon = self._known = 0
+            self._unread = True
+            self._resync_at = now + _RESYNC_EVERY
+        if self._unread and self._known < _WINDOW:
+            await self._read()
         handed = False
-        for job_key, chain in chains.items():
-            if chain[0].next_attempt_at > now:
-                later.append(chain[0].next_attempt_at)
-                continue
-            self._busy_jobs.add(job_key)
+        while self._ready and self._ready[0][0] <= now:
+            _, _, key = heapq.heappop(self._ready)
+            chain = list(self._queues.pop(key))
+            self._busy_jobs.add(key)
             self._queued += 1
             send.send_nowait(chain)
             handed = True
-        self.next_due = min(later, default=None)
+        self.next_due = self._ready[0][0] if self._ready else None
         return handed
 
-    async def _write_acks(self) -> None:
-        done, self._done = self._done, []
-        if not done:
+    async def _read(self) -> None:
+        limit = _WINDOW - self._known
+        rows = await self.store.pending(self.name, limit=limit, after=self._horizon)
+        # A store call finishes in its thread even when cancelled: notice a shutdown here,
+        # before handing work to pullers that are already gone.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._unread = len(rows) == limit  # a full read may have left rows behind
+        if not rows:
             return
+        self._horizon = rows[-1].seq
+        self._known += len(rows)
+        for delivery in rows:
+            queue = self._queues.get(delivery.job_key)
+            if queue is None:
+                self._queues[delivery.job_key] = deque([delivery])
+                if delivery.job_key not in self._busy_jobs:
+                    self._push_ready(delivery.job_key)
+            else:
+                queue.append(delivery)
+
+    def _push_ready(self, key: str) -> None:
+        head = self._queues[key][0]
+        heapq.heappush(self._ready, (head.next_attempt_at, head.seq, key))
+
+    async def _write_acks(self) -> None:
+        if not self._done:
+            return
+        done = list(self._done)
         await self.store.ack(self.name, done, now=self.clock.now())
-        self._unwritten.difference_update(done)
+        # Dropped only once written: a write cancelled while waiting for the store is done
+        # again on the way out. Pullers only append, so the written ones are the first.
+        del self._done[: len(done)]
         self.delivered += len(done)
 
     async def _pull_chains(self, chains: MemoryObjectReceiveStream[Sequence[Delivery]]) -> None:
         async with chains:
             async for chain in chains:
                 self._queued -= 1
+                key = chain[0].job_key
+                rest: Sequence[Delivery] = chain
                 try:
-                    await self._deliver_chain(chain)
+                    rest = await self._deliver_chain(chain)
                 finally:
-                    self._busy_jobs.discard(chain[0].job_key)
-                # Read more before the pullers run dry, and once the last chain ends.
-                if self._queued < self.config.concurrency or not self._busy_jobs:
+                    # What is left waits at the head of the job's queue, before anything read
+                    # while the chain was out.
+                    if rest:
+                        self._queues.setdefault(key, deque()).extendleft(reversed(rest))
+                    self._busy_jobs.discard(key)
+                    if key in self._queues:
+                        self._push_ready(key)
                     self._wake.set()
 
-    async def _deliver_chain(self, chain: Sequence[Delivery]) -> None:
-        # One job's deliveries, in order; stop at the first one that has to wait.
-        for delivery in chain:
+    async def _deliver_chain(self, chain: Sequence[Delivery]) -> Sequence[Delivery]:
+        """Deliver one job's deliveries in order; return the rest from the first that waits."""
+        for i, delivery in enumerate(chain):
             if self.disabled is not None:
-                return
-            result = await self._deliver(delivery)
-            if result == "stop":
-                return
-            if result == "ack":
-                self._done.append(delivery.seq)
-                self._unwritten.add(delivery.seq)
+                return chain[i:]
+            later = await self._deliver(delivery)
+            if later is not None:
+                return [later, *chain[i + 1 :]]
+            self._known -= 1
+        return ()
 
-    async def _deliver(self, delivery: Delivery) -> Literal["ack", "dead", "stop"]:
-        """Attempt one delivery: ack it, dead-letter it (the chain goes on) or stop the chain."""
+    async def _deliver(self, delivery: Delivery) -> Delivery | None:
+        """Attempt one delivery; return it as it now waits (the chain stops), or None.
+
+        None means settled: acknowledged (delivered, or filtered out) or dead-lettered, and
+        the chain goes on.
+        """
         try:
             event: BaseEvent = event_from_envelope(delivery.body)
         except Exception as exc:
             await self._dead(delivery, delivery.attempts, f"unreadable journal entry: {exc}")
-            return "dead"
-        if not self.config.wants(event):
-            return "ack"  # filtered out: counts as delivered
-        attempts = delivery.attempts + 1
-        first = delivery.first_attempt_at or self.clock.now()
-        try:
-            await self.sink.send(event)
-        except SinkRejected as exc:
-            await self._dead(delivery, attempts, str(exc))
-            return "dead"
-        except SinkDisabled as exc:
-            self.disabled = str(exc)
-            log.error("sink_disabled", sink=self.name, reason=str(exc), status_code=exc.status_code)
-            return "stop"
-        except SinkUnavailable as exc:
-            dead = await self._retry(delivery, attempts, first, str(exc), exc.retry_after)
-            return "dead" if dead else "stop"
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception as exc:
-            # A plugin bug is treated as transient: logged with its traceback, retried.
-            log.exception("sink_raised", sink=self.name, event_id=delivery.event_id)
-            error = f"{type(exc).__name__}: {exc}"
-            dead = await self._retry(delivery, attempts, first, error, None)
-            return "dead" if dead else "stop"
-        return "ack"
+            return None
+        if self.config.wants(event):  # one filtered out counts as delivered
+            attempts = delivery.attempts + 1
+            first = delivery.first_attempt_at or self.clock.now()
+            try:
+                await self.sink.send(event)
+            except SinkRejected as exc:
+                await self._dead(delivery, attempts, str(exc))
+                return None
+            except SinkDisabled as exc:
+                self.disabled = str(exc)
+                log.error(
+                    "sink_disabled", sink=self.name, reason=str(exc), status_code=exc.status_code
+                )
+                return delivery
+            except SinkUnavailable as exc:
+                return await self._retry(delivery, attempts, first, str(exc), exc.retry_after)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                # A plugin bug is treated as transient: logged with its traceback, retried.
+                log.exception("sink_raised", sink=self.name, event_id=delivery.event_id)
+                error = f"{type(exc).__name__}: {exc}"
+                return await self._retry(delivery, attempts, first, error, None)
+        self._done.append(delivery.seq)
+        return None
 
     async def _retry(
         self,
@@ -268,13 +322,14 @@ class SinkWorker:
         first: float,
         error: str,
         retry_after: float | None,
-    ) -> bool:
-        """Schedule the next attempt, or dead-letter when the policy is spent (returns True)."""
+    ) -> Delivery | None:
+        """Schedule the next attempt and return the delivery as it now waits, or dead-letter
+        it when the policy is spent (and return None)."""
         policy = self.config.retry
         now = self.clock.now()
         if attempts >= policy.max_attempts or now - delivery.observed_at >= policy.max_age:
             await self._dead(delivery, attempts, error)
-            return True
+            return None
         delay = backoff_delay(
             attempts,
             initial=policy.initial_backoff,
@@ -299,7 +354,9 @@ class SinkWorker:
             error=error,
             now=now,
         )
-        return False
+        return dataclasses.replace(
+            delivery, attempts=attempts, next_attempt_at=now + delay, first_attempt_at=first
+        )
 
     async def _dead(self, delivery: Delivery, attempts: int, error: str) -> None:
         log.error(

@@ -224,7 +224,7 @@ class Store:
     # -- lifecycle --------------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> Store:
+    async def open(cls, path: str | os.PathLike[str]) -> Self:
         """Open (creating it with mode 0600 when missing) and migrate the state file at ``path``.
 
         Raises :class:`StoreError` when the file cannot be created, is not an SQLite database,
@@ -452,8 +452,11 @@ class Store:
 
     # -- deliveries -------------------------------------------------------------------------------
 
-    async def pending(self, sink: str, *, limit: int = 500) -> list[Delivery]:
-        """The sink's pending deliveries in seq order, due or not, at most ``limit``."""
+    async def pending(self, sink: str, *, limit: int = 500, after: int = 0) -> list[Delivery]:
+        """The sink's pending deliveries in seq order, due or not, at most ``limit``.
+
+        ``after`` skips those with a seq up to it (a reader that holds them already).
+        """
 
         def read(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
@@ -463,8 +466,8 @@ class Store:
                 # every done row of the sink before the first pending one.
                 " FROM deliveries AS d INDEXED BY deliveries_pending"
                 " JOIN journal AS j ON j.seq = d.seq"
-                " WHERE d.sink = ? AND d.state = 'pending' ORDER BY d.seq LIMIT ?",
-                (sink, limit),
+                " WHERE d.sink = ? AND d.state = 'pending' AND d.seq > ? ORDER BY d.seq LIMIT ?",
+                (sink, after, limit),
             ).fetchall()
             return [Delivery(*row) for row in rows]
 
