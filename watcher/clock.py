@@ -6,6 +6,7 @@ takes a :class:`Clock`, so tests drive time with :class:`ManualClock` instead of
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Protocol, runtime_checkable
 
@@ -123,6 +124,15 @@ async def sleep_or_wake(clock: Clock, seconds: float | None, wake: anyio.Event) 
     """
     if wake.is_set():
         return True
+    if isinstance(clock, SystemClock | ScaledClock):
+        # A clock that runs on its own needs no task of its own: one timeout on the event.
+        # This wait runs for every new event a sink worker is woken for.
+        real = None if seconds is None else max(0.0, seconds)
+        if real is not None and isinstance(clock, ScaledClock):
+            real /= clock.speed
+        with anyio.move_on_after(math.inf if real is None else real):
+            await wake.wait()
+        return wake.is_set()
     woken = False
     async with anyio.create_task_group() as tg:
 
