@@ -144,7 +144,14 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_data(db: Path) -> None
     async with await Store.open(db) as store:
         assert await store.is_baselined(SRC)
         assert await store.gaps(SRC) == []
-        assert (await store.stats())["schema_version"] == SCHEMA_VERSION == 2
+        assert (await store.stats())["schema_version"] == SCHEMA_VERSION == 3
+    conn = sqlite3.connect(db)
+    indexes = {
+        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
+    conn.close()
+    assert "deliveries_due" not in indexes  # version 3 dropped it
+    assert {"deliveries_pending", "deliveries_dead", "deliveries_seq"} <= indexes
 
 
 # -- commit and the journal -----------------------------------------------------------------------
@@ -256,10 +263,10 @@ async def test_ack_marks_done(store: Store) -> None:
     assert [d.seq for d in await store.pending("slack")] == [1, 2, 3]
 
 
-async def test_schedule_retry_and_next_attempt_at(store: Store) -> None:
+async def test_schedule_retry_keeps_the_delivery_pending(store: Store) -> None:
     """A retry keeps the delivery pending with its attempts, due time and first attempt."""
     await store.commit(SRC, states={}, events=[created("a"), created("b")], sinks=["h"], now=T0)
-    assert await store.next_attempt_at("h") == T0
+    assert [d.next_attempt_at for d in await store.pending("h")] == [T0, T0]
 
     await store.schedule_retry(
         "h", 1, attempts=1, next_attempt_at=T0 + 30, first_attempt_at=T0 + 1, error="503", now=T0
@@ -271,9 +278,8 @@ async def test_schedule_retry_and_next_attempt_at(store: Store) -> None:
     one, two = await store.pending("h")
     assert (one.attempts, one.next_attempt_at, one.first_attempt_at) == (1, T0 + 30, T0 + 1)
     assert (two.attempts, two.next_attempt_at) == (2, T0 + 10)
-    assert await store.next_attempt_at("h") == T0 + 10
     await store.ack("h", [1, 2], now=T0 + 40)
-    assert await store.next_attempt_at("h") is None
+    assert await store.pending("h") == []
 
 
 async def test_dead_letter_then_retry_and_drop(store: Store) -> None:

@@ -115,7 +115,8 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         ) WITHOUT ROWID
         """,
         # Partial indexes stay as small as the backlog, however many done rows pile up: a
-        # sink's queue in seq order, its earliest due time, and its dead letters.
+        # sink's queue in seq order, its earliest due time (dropped in version 3), and its
+        # dead letters.
         "CREATE INDEX deliveries_pending ON deliveries (sink, seq) WHERE state = 'pending'",
         """
         CREATE INDEX deliveries_due ON deliveries (sink, next_attempt_at)
@@ -129,6 +130,11 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # Where each source's catch-up reads resume: the cursor below which the job list has
         # not been read since more new jobs appeared than one cycle may read (JSON list).
         "ALTER TABLE sources ADD COLUMN gaps TEXT NOT NULL DEFAULT '[]'",
+    ),
+    (
+        # Sink workers keep their retry times in memory and never ask for the earliest one;
+        # the index only cost every commit, ack and retry one more b-tree write.
+        "DROP INDEX deliveries_due",
     ),
 )
 
@@ -470,18 +476,6 @@ class Store:
                 (sink, after, limit),
             ).fetchall()
             return [Delivery(*row) for row in rows]
-
-        return await self._run("read pending deliveries", read)
-
-    async def next_attempt_at(self, sink: str) -> float | None:
-        """The earliest ``next_attempt_at`` among the sink's pending deliveries, or None."""
-
-        def read(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute(
-                "SELECT min(next_attempt_at) FROM deliveries WHERE sink = ? AND state = 'pending'",
-                (sink,),
-            ).fetchone()
-            return None if row is None or row[0] is None else float(row[0])
 
         return await self._run("read pending deliveries", read)
 
