@@ -14,7 +14,7 @@ from tests.helpers import events_for
 
 from watcher.clock import ManualClock
 from watcher.dispatch import SinkWorker, backoff_delay
-from watcher.errors import SinkDisabled, SinkRejected, SinkUnavailable
+from watcher.errors import SinkDisabled, SinkRejected, SinkUnavailable, StoreError
 from watcher.events import BaseEvent
 from watcher.sinks import RetryPolicy, SinkConfig
 from watcher.store import Delivery, Store
@@ -343,6 +343,47 @@ async def test_a_failing_sink_reads_its_backlog_once_not_once_per_failure(
     heads = {d.job_key: d for d in reversed(pending)}
     assert all(d.attempts == 1 and d.next_attempt_at > 2000.0 for d in heads.values())
     assert min(d.next_attempt_at for d in heads.values()) == worker.next_due
+
+
+class FailingAckStore(Store):
+    """A real store whose next ``ack_failures`` acknowledgement writes fail (a full disk)."""
+
+    ack_failures = 0
+
+    async def ack(self, sink: str, seqs: Sequence[int], *, now: float) -> None:
+        """Fail while failures are left, then write as a Store does."""
+        if self.ack_failures:
+            self.ack_failures -= 1
+            raise StoreError("The state store s.db could not record deliveries: disk I/O error.")
+        await super().ack(sink, seqs, now=now)
+
+
+async def test_a_store_failure_restarts_the_worker_and_loses_nothing(tmp_path: Path) -> None:
+    """A worker whose store writes fail logs it, starts over after a pause, and delivers all.
+
+    The acknowledgements that could not be written are kept and written once the store works
+    again, so nothing is sent twice.
+    """
+    clock = ManualClock(2000.0)
+    sink = _sink(retry=RetryPolicy(initial_backoff=1, max_backoff=10))
+    events = events_for("ftjob-a", ["validating_files", "queued", "running", "succeeded"])
+    async with await FailingAckStore.open(tmp_path / "state.db") as store:
+        await _journal(store, events, ["collect"])
+        store.ack_failures = 2  # the write after delivering, and the one on the way out
+        worker = _worker(sink, store, clock)
+        with capture_logs() as logs, anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.run)
+                await sink.wait_for(len(events))
+                while await store.pending("collect"):  # a store call lets the worker run
+                    deadline = clock.next_deadline()
+                    if deadline is not None:
+                        clock.set(deadline)
+                tg.cancel_scope.cancel()
+    failed = [entry for entry in logs if entry["event"] == "sink_worker_failed"]
+    assert len(failed) == 1 and failed[0]["sink"] == "collect" and failed[0]["exc_info"]
+    ids = [e.id for e in events]
+    assert [e.id for e in sink.events] == ids
 
 
 async def test_a_slow_delivery_holds_back_only_its_own_job(store: Store) -> None:

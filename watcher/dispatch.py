@@ -130,8 +130,36 @@ class SinkWorker:
             self.idle = anyio.Event()
 
     async def run(self) -> None:
-        """Deliver forever; returns only when the sink disables itself."""
-        await self._pipeline(forever=True)
+        """Deliver forever; returns only when the sink disables itself.
+
+        A failure of the worker's own (the state file unreadable or unwritable for a while,
+        or a bug) is logged with its traceback, and the worker starts over from the store
+        after a pause that grows with each failure in a row, as the sink's retries do. It
+        never ends the daemon; what was delivered and not yet acknowledged is sent again.
+        """
+        failures = 0
+        while True:
+            started = self.clock.now()
+            try:
+                await self._pipeline(forever=True)
+                return
+            except Exception:
+                # A pipeline that ran a good while before failing starts the count afresh.
+                failures = 1 if self.clock.now() - started > _RESYNC_EVERY else failures + 1
+                policy = self.config.retry
+                delay = backoff_delay(
+                    failures,
+                    initial=policy.initial_backoff,
+                    maximum=policy.max_backoff,
+                    rng=self._rng,
+                )
+                log.exception(
+                    "sink_worker_failed",
+                    sink=self.name,
+                    failures=failures,
+                    retry_in=round(delay, 3),
+                )
+            await self.clock.sleep(delay)
 
     async def drain_once(self) -> bool:
         """Deliver everything due now, then return whether anything was attempted.
@@ -144,7 +172,10 @@ class SinkWorker:
 
     async def _pipeline(self, *, forever: bool) -> bool:
         attempted = False
-        # What the store holds may have changed since the last run (or a chain was cut short).
+        # What the store holds may have changed since the last run, and a run that ended by
+        # cancellation or failure left chains out: start from the store.
+        self._busy_jobs.clear()
+        self._queued = 0
         self._resync_at = None
         send, receive = anyio.create_memory_object_stream[Sequence[Delivery]](math.inf)
         try:
