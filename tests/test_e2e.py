@@ -152,14 +152,26 @@ async def start_daemon(env: Env) -> Process:
 
 
 def delivered_ids(receiver: RecordingReceiver) -> set[str]:
-    """The webhook-ids the receiver has acknowledged (answered 2xx)."""
-    return {r.headers["webhook-id"] for r in receiver.requests}
+    """The webhook-ids the receiver has acknowledged (answered 2xx).
+
+    A request left hanging when the daemon was killed does not count: only a later attempt
+    that got its 2xx delivers that event.
+    """
+    return {r.headers["webhook-id"] for r, status in receiver.answered if 200 <= status < 300}
+
+
+def pending_deliveries(state: Path) -> list[tuple[str, int]]:
+    """(sink, seq) of every delivery the state file still holds as not done."""
+    with sqlite3.connect(state) as db:
+        return db.execute(
+            "SELECT sink, seq FROM deliveries WHERE state != 'done' ORDER BY sink, seq"
+        ).fetchall()
 
 
 async def wait_for_ids(receiver: RecordingReceiver, count: int) -> None:
-    """Return once the receiver got ``count`` distinct event ids."""
+    """Return once the receiver has acknowledged ``count`` distinct event ids."""
     while len(delivered_ids(receiver)) < count:
-        await receiver.wait_for(len(receiver.requests) + 1)
+        await receiver.wait_for_answers(len(receiver.answered) + 1)
 
 
 async def stop(process: Process, sig: int = signal.SIGTERM) -> int:
@@ -228,6 +240,7 @@ async def test_kill_9_at_random_points_loses_nothing(env: Env) -> None:
     journaled = {e[0] for e in entries}
     assert [(e[1], e[2], e[3]) for e in entries] == expected
     assert journaled <= delivered_ids(env.receiver)
+    assert pending_deliveries(env.state) == []  # and every delivery is acknowledged as done
     lines = log_lines(env.log)
     assert journaled <= {str(line["id"]) for line in lines}
     assert_duplicates_share_ids(
@@ -244,6 +257,34 @@ async def test_kill_9_at_random_points_loses_nothing(env: Env) -> None:
             if r.body
         ]
     )
+
+
+async def test_kill_9_while_deliveries_hang_sends_them_again(env: Env) -> None:
+    """Events whose delivery was never answered are sent again after a kill, with their ids.
+
+    The second hung delivery makes the worker write its acknowledgements while the first one
+    hangs: one written for an event not yet answered would lose that event for good.
+    """
+    a = env.sim.create_job(created_at=START, script=[(0, "queued"), (10, "running")])
+    b = env.sim.create_job(created_at=START, script=[(0, "queued"), (20, "running")])
+    process = await start_daemon(env)
+    with anyio.fail_after(60):
+        await wait_for_ids(env.receiver, 2)  # both jobs' `created`
+        env.receiver.hang()
+        for t, job_id in ((10, a), (20, b)):
+            env.sim.clock.set(START + t)  # type: ignore[attr-defined]
+            while (job_id, "running") not in {_key(r.json())[1:3] for r in env.receiver.requests}:
+                await env.receiver.wait_for(len(env.receiver.requests) + 1)
+        process.kill()
+        await process.wait()
+        env.receiver.respond(200)
+        process = await start_daemon(env)
+        journaled = {e[0] for e in journal(env.state)}
+        assert len(journaled) == 4
+        await wait_for_ids(env.receiver, 4)
+        assert await stop(process) == 0
+    assert journaled <= delivered_ids(env.receiver)
+    assert pending_deliveries(env.state) == []
 
 
 def _key(envelope: dict[str, object]) -> tuple[str, str, str, str | None]:

@@ -87,11 +87,15 @@ class RecordingReceiver:
         self._clock: Clock = clock if clock is not None else SystemClock()
         #: Every request received so far, in arrival order.
         self.requests: list[RecordedRequest] = []
+        #: Every request answered so far with the status it got, in the order of the answers
+        #: (a request that hangs, or whose client went away first, is not here).
+        self.answered: list[tuple[RecordedRequest, int]] = []
         self._answer = _Answer(200)
         self._failures: deque[_Answer] = deque()
         self._hanging = False
         self._release = anyio.Event()
         self._waiters: list[tuple[int, anyio.Event]] = []
+        self._answer_waiters: list[tuple[int, anyio.Event]] = []
 
     def respond(
         self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
@@ -136,16 +140,16 @@ class RecordingReceiver:
 
         Waits without polling and without a time limit: wrap it in ``anyio.fail_after``.
         """
-        if len(self.requests) < n:
-            event = anyio.Event()
-            entry = (n, event)
-            self._waiters.append(entry)
-            try:
-                await event.wait()
-            finally:
-                if entry in self._waiters:
-                    self._waiters.remove(entry)
+        await _wait_until(self._waiters, lambda: len(self.requests), n)
         return list(self.requests)
+
+    async def wait_for_answers(self, n: int) -> list[tuple[RecordedRequest, int]]:
+        """Return :attr:`answered` once at least ``n`` requests have been answered.
+
+        Waits without polling and without a time limit: wrap it in ``anyio.fail_after``.
+        """
+        await _wait_until(self._answer_waiters, lambda: len(self.answered), n)
+        return list(self.answered)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope: record HTTP requests and answer them."""
@@ -162,7 +166,7 @@ class RecordingReceiver:
             body.extend(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        self._record(scope, bytes(body))
+        request = self._record(scope, bytes(body))
 
         if self._failures:
             answer = self._failures.popleft()
@@ -173,26 +177,47 @@ class RecordingReceiver:
         else:
             answer = self._answer
         await _send_answer(send, answer)
+        self.answered.append((request, answer.status))
+        _wake_waiters(self._answer_waiters, len(self.answered))
 
-    def _record(self, scope: Scope, body: bytes) -> None:
+    def _record(self, scope: Scope, body: bytes) -> RecordedRequest:
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope.get("headers", []):
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        self.requests.append(
-            RecordedRequest(
-                method=scope["method"],
-                path=scope["path"],
-                query=scope.get("query_string", b"").decode("latin-1"),
-                headers=headers,
-                body=body,
-                received_at=self._clock.now(),
-            )
+        request = RecordedRequest(
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            body=body,
+            received_at=self._clock.now(),
         )
-        count = len(self.requests)
-        for wanted, event in self._waiters:
-            if wanted <= count:
-                event.set()
+        self.requests.append(request)
+        _wake_waiters(self._waiters, len(self.requests))
+        return request
+
+
+async def _wait_until(
+    waiters: list[tuple[int, anyio.Event]], count: Callable[[], int], n: int
+) -> None:
+    """Wait until ``count()`` reaches ``n``; whoever makes it grow calls :func:`_wake_waiters`."""
+    if count() >= n:
+        return
+    event = anyio.Event()
+    entry = (n, event)
+    waiters.append(entry)
+    try:
+        await event.wait()
+    finally:
+        if entry in waiters:
+            waiters.remove(entry)
+
+
+def _wake_waiters(waiters: list[tuple[int, anyio.Event]], count: int) -> None:
+    for wanted, event in waiters:
+        if wanted <= count:
+            event.set()
 
 
 async def _wait_unless_disconnected(release: anyio.Event, receive: Receive) -> bool:
