@@ -101,17 +101,29 @@ async def test_a_retry_waits_for_its_backoff_on_the_clock(store: Store) -> None:
     assert len(sink.events) == 1
 
 
-async def test_retry_after_from_the_receiver_is_a_floor(store: Store) -> None:
-    """A receiver's Retry-After is honoured: the retry is not scheduled sooner."""
+@pytest.mark.parametrize(
+    ("retry_after", "due"),
+    [
+        (120, 2120.0),  # within max_backoff
+        (900, 2900.0),  # beyond max_backoff (300 s): still honoured
+        (10**9, 2000.0 + 3600),  # beyond max_age: one last attempt at max_age at most
+    ],
+)
+async def test_retry_after_from_the_receiver_is_a_floor(
+    store: Store, retry_after: float, due: float
+) -> None:
+    """A receiver's Retry-After is honoured, past max_backoff too, but never past max_age."""
     clock = ManualClock(2000.0)
-    sink = _sink(retry=RetryPolicy(initial_backoff=0.01, max_backoff=600))
+    sink = _sink(retry=RetryPolicy(initial_backoff=0.01, max_backoff=300, max_age=3600))
     sink.fail = lambda e: (_ for _ in ()).throw(
-        SinkUnavailable("slow down", sink="collect", status_code=429, retry_after=120)
+        SinkUnavailable("slow down", sink="collect", status_code=429, retry_after=retry_after)
     )
-    await _journal(store, events_for("ftjob-a", ["queued", "running"]), ["collect"])
-    await _worker(sink, store, clock).drain_once()
+    await _journal(store, events_for("ftjob-a", ["queued", "running"], start=2000.0), ["collect"])
+    worker = _worker(sink, store, clock)
+    await worker.drain_once()
     [row] = await store.pending("collect")
-    assert row.next_attempt_at >= 2120.0
+    assert row.next_attempt_at == pytest.approx(due, abs=0.02)
+    assert worker.next_due == row.next_attempt_at
 
 
 async def test_spent_retries_make_a_dead_letter_and_the_job_goes_on(store: Store) -> None:
@@ -480,11 +492,17 @@ async def test_a_retry_falls_due_on_time_while_another_job_hangs(store: Store) -
 
 
 def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
-    """Backoff stays within [0, min(max, initial * 2^(n-1))], and Retry-After is a floor."""
+    """Backoff spreads over all of [0, min(max, initial * 2^(n-1))]; Retry-After is a floor.
+
+    Full jitter, not a fixed or half-jittered wait: the draws reach both ends of the range
+    and average half the ceiling, so retries of many events do not fall due together.
+    """
     rng = random.Random(3)
     for attempts in range(1, 12):
         ceiling = min(300.0, 1.0 * 2 ** (attempts - 1))
-        for _ in range(50):
-            delay = backoff_delay(attempts, initial=1.0, maximum=300.0, rng=rng)
-            assert 0.0 <= delay <= ceiling
+        delays = [backoff_delay(attempts, initial=1.0, maximum=300.0, rng=rng) for _ in range(500)]
+        assert all(0.0 <= d <= ceiling for d in delays)
+        assert min(delays) < 0.05 * ceiling and max(delays) > 0.95 * ceiling
+        assert 0.4 * ceiling < sum(delays) / len(delays) < 0.6 * ceiling
     assert backoff_delay(1, initial=1.0, maximum=300.0, rng=rng, retry_after=42) >= 42
+    assert backoff_delay(1, initial=1.0, maximum=300.0, rng=rng, retry_after=900) >= 900

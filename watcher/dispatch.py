@@ -53,12 +53,13 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait before attempt ``attempts + 1``: full jitter over an exponential ceiling.
 
-    A receiver's own ``Retry-After`` is a floor: waiting less would only be refused again.
+    A receiver's own ``Retry-After`` is a floor, even above ``maximum``: waiting less would
+    only be refused again. (The caller bounds it, so a receiver cannot park an event forever.)
     """
     ceiling = min(maximum, initial * (2 ** max(0, attempts - 1)))
     delay = rng.uniform(0.0, ceiling)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, maximum))
+        delay = max(delay, retry_after)
     return delay
 
 
@@ -366,7 +367,8 @@ class SinkWorker:
             initial=policy.initial_backoff,
             maximum=policy.max_backoff,
             rng=self._rng,
-            retry_after=retry_after,
+            # Past max_age the event is dead-lettered anyway: one last attempt there at most.
+            retry_after=None if retry_after is None else min(retry_after, policy.max_age),
         )
         log.warning(
             "delivery_retry",
