@@ -38,7 +38,9 @@ def test_job_filters_all_have_to_match() -> None:
     assert not _sink(suffixes=["other"]).wants(event)
     assert not _sink(metadata={"team": "infra"}).wants(event)
     assert _sink(sources=["test"]).wants(event)
+    assert _sink(sources=["prod", "te*"]).wants(event)  # globs, as for models and suffixes
     assert not _sink(sources=["prod"]).wants(event)
+    assert not _sink(sources=["tes"]).wants(event)
     assert not _sink(suffixes=["*"]).wants(_failed(user_provided_suffix=None))
 
 

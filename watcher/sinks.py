@@ -102,7 +102,7 @@ class SinkConfig(BaseModel):
         if not any(fnmatch.fnmatchcase(event.type, p) for p in self.events):
             return False
         job = event.job
-        if self.sources is not None and event.source not in self.sources:
+        if self.sources is not None and not _any_glob(event.source, self.sources):
             return False
         if self.models is not None and not _any_glob(job.model, self.models):
             return False
