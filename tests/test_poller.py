@@ -295,3 +295,27 @@ async def test_server_errors_and_429s_are_retried_within_the_cycle(
             "fine_tuning.job.status_changed",
             "fine_tuning.job.cancelled",
         ]
+
+
+async def test_events_link_to_the_dashboard_only_for_openai_sources(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A source on api.openai.com puts the job's dashboard link in its events; another not."""
+    sim.create_job(script=[(0, "running")])
+    sinks = {"openai": CollectingSink(name="a"), "other": CollectingSink(name="b")}
+    for name, base_url in (("openai", "https://api.openai.com/v1"), ("other", "http://sim/v1")):
+        watcher = Watcher(
+            sources=[SourceConfig(name=name, base_url=base_url, emit_existing=True)],
+            sinks=[sinks[name]],
+            state_path=tmp_path / f"{name}.db",
+            clock=ManualClock(START, autojump=True),
+            transport=simulator_transport(sim),
+            autostart=False,
+        )
+        async with watcher:
+            await watcher.poll_once()
+            await watcher.flush()
+    [(job_id, link)] = {(e.job_id, e.dashboard_url) for e in sinks["openai"].events}
+    assert link == f"https://platform.openai.com/finetune/{job_id}"
+    assert sinks["openai"].events[0].envelope()["data"]["dashboard_url"] == link
+    assert sinks["other"].events and all(e.dashboard_url is None for e in sinks["other"].events)
