@@ -162,6 +162,35 @@ async def test_max_age_dead_letters_old_events(store: Store) -> None:
     assert len(await store.dead_letters("collect")) == 1
 
 
+async def test_a_running_worker_picks_up_dead_letters_retried_from_outside(store: Store) -> None:
+    """`ftwatch deadletters retry` from another process reaches a running worker in a minute."""
+    clock = ManualClock(2000.0)
+    sink = _sink()
+    rejected: list[str] = []
+
+    def reject_once(event: BaseEvent) -> None:
+        if not rejected:
+            rejected.append(event.id)
+            raise SinkRejected("422 from the receiver", sink="collect", status_code=422)
+
+    sink.fail = reject_once
+    [event] = events_for("ftjob-a", ["queued", "running"])
+    await _journal(store, [event], ["collect"])
+    worker = _worker(sink, store, clock)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            while not await store.dead_letters("collect"):  # a store call lets the worker run
+                pass
+            assert await store.retry_dead_letters(sink="collect", now=clock.now()) == 1
+            clock.advance(61)
+            await sink.wait_for(1)
+            tg.cancel_scope.cancel()
+    assert rejected == [event.id]
+    assert [e.id for e in sink.events] == [event.id]
+    assert await store.pending("collect") == []
+
+
 async def test_a_rejected_event_is_dead_at_once(store: Store) -> None:
     """SinkRejected is permanent: no retry, a dead letter, and the next event is delivered."""
     clock = ManualClock(2000.0)
