@@ -161,3 +161,43 @@ async def test_a_hung_receiver_never_slows_the_healthy_sink(tmp_path: Path) -> N
                 watcher.pollers["sim"].poke()
                 await healthy.wait_for(4 + 4 * 2)
     assert watcher.workers["hung"].delivered == 0
+
+
+async def test_slack_rate_limiting_is_waited_out_as_slack_asks(tmp_path: Path) -> None:
+    """A 429 from Slack with Retry-After: 30 is tried again 30 s later, not sooner, and lands."""
+    from ftwatch_slack import SlackConfig
+
+    sim = Simulator(ManualClock(START), seed=9)
+    sim.create_job(created_at=START, script=[(0, "running")])
+    receiver = RecordingReceiver()
+    receiver.fail_first(1, status=429, body=b"rate_limited", headers={"Retry-After": "30"})
+    clock = ManualClock(START)
+    async with serve_asgi(receiver) as url:
+        slack = SlackConfig(
+            name="slack",
+            type="slack",
+            webhook_url=f"{url}/services/T0/B0/secret",
+            retry=RetryPolicy(initial_backoff=1, max_backoff=8),
+        )
+        watcher = Watcher(
+            sources=[SourceConfig(name="sim", base_url="http://sim/v1", emit_existing=True)],
+            sinks=[slack],
+            state_path=tmp_path / "s.db",
+            clock=clock,
+            transport=simulator_transport(sim),
+            autostart=False,
+        )
+        async with watcher:
+            [event] = await watcher.poll_once()
+            await watcher.flush()
+            worker = watcher.workers["slack"]
+            assert len(receiver.requests) == 1 and worker.delivered == 0
+            assert worker.next_due is not None and worker.next_due >= START + 30
+            clock.set(START + 29)
+            await watcher.flush()
+            assert len(receiver.requests) == 1  # not sooner than Slack asked
+            clock.set(worker.next_due)
+            await watcher.flush()
+    first, second = receiver.requests
+    assert [status for _, status in receiver.answered] == [429, 200]
+    assert first.body == second.body and event.job_id in second.json()["text"]
