@@ -1,7 +1,8 @@
-"""ClientPerRequest against a real loopback server: a connection per concurrent request, kept."""
+"""watcher.http: ClientPerRequest against a real loopback server, and transport errors in words."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -10,7 +11,7 @@ import anyio
 import pytest
 import trustme
 
-from watcher.http import ClientPerRequest, ConnectError
+from watcher.http import ClientPerRequest, ConnectError, describe_transport_error, httpx
 from watcher.serving import serve_asgi
 
 Message = MutableMapping[str, Any]
@@ -154,3 +155,76 @@ async def test_a_given_tls_context_is_used_by_every_client(
         finally:
             await pool.aclose()
     assert len(app.ports) == 3
+
+
+# -- describe_transport_error ------------------------------------------------------------------
+
+
+async def _post_error(url: str, **options: Any) -> httpx.HTTPError:
+    """What a real POST to ``url`` raises."""
+    async with httpx.AsyncClient(timeout=5, **options) as client:
+        with pytest.raises(httpx.HTTPError) as caught:
+            await client.post(url, content=b"{}")
+    return caught.value
+
+
+async def test_a_refused_connection_is_described_without_the_address() -> None:
+    """A port nothing listens on reads as a refused connection, naming the peer, not the host."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    error = await _post_error(f"http://127.0.0.1:{port}/hook?token=zz9")
+    assert describe_transport_error(error) == "the receiver refused the connection"
+    assert describe_transport_error(error, "Slack") == "Slack refused the connection"
+
+
+async def test_an_untrusted_certificate_is_described(tls_files: tuple[trustme.CA, str]) -> None:
+    """A TLS certificate that does not verify is said so, without the host."""
+    _, pem = tls_files
+    async with serve_asgi(PortRecorder(), ssl_certfile=pem) as url:
+        error = await _post_error(url)
+    text = describe_transport_error(error, "Slack")
+    assert text == "Slack's TLS certificate could not be verified"
+    assert "127.0.0.1" not in text
+
+
+def _gaierror_chain() -> httpx.ConnectError:
+    """What httpx raises when getaddrinfo fails: a ConnectError raised from a gaierror."""
+    try:
+        try:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        except socket.gaierror as exc:
+            raise httpx.ConnectError("[Errno -2] hooks.example.com: not known") from exc
+    except httpx.ConnectError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (_gaierror_chain(), "could not resolve Slack's host name"),
+        (httpx.ConnectTimeout("hooks.example.com"), "timed out connecting to Slack"),
+        (httpx.ReadTimeout("hooks.example.com"), "timed out waiting for Slack"),
+        (httpx.WriteTimeout("hooks.example.com"), "timed out sending to Slack"),
+        (httpx.ConnectError("hooks.example.com"), "could not connect to Slack"),
+        (
+            httpx.RemoteProtocolError("hooks.example.com"),
+            "Slack closed the connection without a valid HTTP answer",
+        ),
+        (httpx.ReadError("hooks.example.com"), "the connection to Slack broke"),
+        (
+            httpx.UnsupportedProtocol("ftp://hooks.example.com"),
+            "the URL given for Slack is not an http or https URL",
+        ),
+        (
+            httpx.TooManyRedirects("hooks.example.com"),
+            "the request to Slack failed (TooManyRedirects)",
+        ),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else "",
+)
+def test_each_transport_error_gets_its_own_words(error: httpx.HTTPError, expected: str) -> None:
+    """Every kind of transport failure has a short description that never quotes httpx's text."""
+    text = describe_transport_error(error, "Slack")
+    assert text == expected
+    assert "example.com" not in text

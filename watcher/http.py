@@ -7,8 +7,11 @@ request log, which would print every URL at INFO, and a Slack webhook URL is a s
 
 from __future__ import annotations
 
+import errno
 import logging
-from collections.abc import Mapping
+import socket
+import ssl
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -41,6 +44,7 @@ __all__ = [
     "Timeout",
     "TimeoutException",
     "TransportError",
+    "describe_transport_error",
     "httpx",
     "quiet_http_logs",
 ]
@@ -50,6 +54,62 @@ def quiet_http_logs() -> None:
     """Keep httpx and httpcore from logging request URLs (they may hold secrets)."""
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, each once."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
+
+
+def describe_transport_error(exc: BaseException, peer: str = "the receiver") -> str:
+    """Say in a few words why a request got no answer from ``peer``, without its URL or host.
+
+    httpx's own messages may name the host, and its exceptions hold the request and so the URL
+    (a Slack webhook URL is a secret): the wording is chosen from the exception's type and its
+    causes only, e.g. ``"the receiver refused the connection"``, ``"could not resolve Slack's
+    host name"``, ``"timed out waiting for the receiver"``. ``peer`` names who was called, as
+    it reads in a sentence (``"the receiver"``, ``"Slack"``).
+    """
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"timed out connecting to {peer}"
+    if isinstance(exc, httpx.WriteTimeout):
+        return f"timed out sending to {peer}"
+    if isinstance(exc, httpx.PoolTimeout):
+        return f"timed out waiting for a free connection to {peer}"
+    if isinstance(exc, TimeoutException | TimeoutError):
+        return f"timed out waiting for {peer}"
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror):
+            return f"could not resolve {peer}'s host name"
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return f"{peer} refused the connection"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"{peer}'s TLS certificate could not be verified"
+        if isinstance(cause, ssl.SSLError):
+            return f"the TLS handshake with {peer} failed"
+        if isinstance(cause, ConnectionResetError):
+            return f"{peer} reset the connection"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return f"the URL given for {peer} is not an http or https URL"
+    if isinstance(exc, httpx.ProxyError):
+        return f"the proxy would not connect to {peer}"
+    if isinstance(exc, ConnectError):
+        return f"could not connect to {peer}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"{peer} closed the connection without a valid HTTP answer"
+    if isinstance(exc, httpx.NetworkError):
+        return f"the connection to {peer} broke"
+    if isinstance(exc, httpx.DecodingError):
+        return f"the answer of {peer} could not be decoded"
+    # The type's name says what happened and never holds the host.
+    return f"the request to {peer} failed ({type(exc).__name__})"
 
 
 class ClientPerRequest:

@@ -23,7 +23,14 @@ import structlog
 
 from watcher.errors import SinkDisabled, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent
-from watcher.http import AsyncBaseTransport, AsyncClient, HTTPError, Response, TimeoutException
+from watcher.http import (
+    AsyncBaseTransport,
+    AsyncClient,
+    HTTPError,
+    Response,
+    TimeoutException,
+    describe_transport_error,
+)
 from watcher.sinks import SinkBase
 
 from ._config import SlackConfig
@@ -164,17 +171,12 @@ class SlackSink(SinkBase):
         body = json.dumps(payload, ensure_ascii=False).encode()
         try:
             response = await self._client.post(url, content=body, headers=headers)
-        except TimeoutException:
-            # `from None`: httpx's exception holds the request, and with it the secret URL.
-            raise SinkUnavailable(
-                f"slack sink {self.name!r}: Slack did not answer within {self.config.timeout:g}s",
-                sink=self.name,
-            ) from None
         except HTTPError as exc:
-            raise SinkUnavailable(
-                f"slack sink {self.name!r}: could not reach Slack ({type(exc).__name__})",
-                sink=self.name,
-            ) from None
+            failure = describe_transport_error(exc, "Slack")
+            if isinstance(exc, TimeoutException):
+                failure += f" after {self.config.timeout:g}s"
+            # `from None`: httpx's exception holds the request, and with it the secret URL.
+            raise SinkUnavailable(f"slack sink {self.name!r}: {failure}", sink=self.name) from None
         if self.config.webhook_url is not None:
             self._check_webhook_answer(response)
         else:

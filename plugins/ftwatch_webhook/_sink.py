@@ -20,7 +20,6 @@ Errors and logs name the sink and the status code, never the URL, a header or th
 from __future__ import annotations
 
 import email.utils
-import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,13 +35,10 @@ from watcher.events import BaseEvent
 from watcher.http import (
     AsyncBaseTransport,
     ClientPerRequest,
-    ConnectError,
     HTTPError,
     Response,
     Timeout,
-    TimeoutException,
-    TransportError,
-    httpx,
+    describe_transport_error,
 )
 from watcher.sinks import SinkBase, SinkConfig
 
@@ -88,29 +84,6 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if seconds != seconds or seconds in (float("inf"), float("-inf")):
         return None
     return max(0.0, seconds)
-
-
-def _transport_failure(exc: HTTPError) -> str:
-    """Say what kind of failure an httpx error was, without its text (it may name the host)."""
-    if isinstance(exc, TimeoutException):
-        # A connect timeout is also a TimeoutException; tell them apart for the operator.
-        if isinstance(exc, httpx.ConnectTimeout):
-            return "timed out connecting to the receiver"
-        return "timed out waiting for the receiver"
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, socket.gaierror):
-            return "could not resolve the receiver's host name"
-        if isinstance(cause, ConnectionRefusedError):
-            return "the receiver refused the connection"
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, ConnectError):
-        return "could not connect to the receiver"
-    if isinstance(exc, TransportError):
-        return f"the connection to the receiver failed ({type(exc).__name__})"
-    return f"the receiver's answer could not be read ({type(exc).__name__})"
 
 
 class WebhookSink(SinkBase):
@@ -165,7 +138,7 @@ class WebhookSink(SinkBase):
                     self.config.url, content=body, headers=self._headers(event, payload)
                 )
         except HTTPError as exc:
-            failure = _transport_failure(exc)
+            failure = describe_transport_error(exc)
         if response is None:
             if failure is None:
                 failure = "timed out waiting for the receiver"
