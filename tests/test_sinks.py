@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from tests.helpers import events_for, job
 
-from watcher import PluginError, SinkConfig, available_sinks, sink_plugin
+from watcher import (
+    PluginError,
+    SinkBase,
+    SinkConfig,
+    available_sinks,
+    register_sink,
+    sink_plugin,
+    unregister_sink,
+)
 from watcher.events import JobFailed
+from watcher.logs import register_secret
 
 
 def _failed(**fields: object) -> JobFailed:
@@ -57,3 +70,79 @@ def test_the_built_in_sinks_enter_through_the_entry_point_group() -> None:
         assert found[name].origin.startswith("ftwatch ")
     with pytest.raises(PluginError, match=r"known types: .*webhook"):
         sink_plugin("pagerduty-typo")
+
+
+@pytest.fixture
+def odd_plugins(tmp_path: Path) -> Iterator[None]:
+    """Install a distribution with two bad entry points: a missing module, a modelless class."""
+    (tmp_path / "acme_odd.py").write_text("class NoModel:\n    pass\n")
+    dist = tmp_path / "acme_odd-0.3.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-odd\nVersion: 0.3.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[ftwatch.sinks]\nodd-missing = acme_gone:Sink\nodd-modelless = acme_odd:NoModel\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("acme_odd", None)
+
+
+def test_broken_entry_points_are_listed_with_their_reason(odd_plugins: None) -> None:
+    """available_sinks() lists broken types beside the good ones, each with why it cannot load."""
+    found = available_sinks()
+    assert found["webhook"].error is None
+    missing = found["odd-missing"]
+    assert missing.origin == "acme-odd 0.3.0"
+    assert missing.target == "acme_gone:Sink"
+    assert missing.error == "ModuleNotFoundError: No module named 'acme_gone'"
+    assert found["odd-modelless"].error == (
+        "it has no `config_model` attribute that subclasses watcher.SinkConfig"
+    )
+    with pytest.raises(PluginError, match="No module named 'acme_gone'"):
+        missing.config_model  # noqa: B018 - the property raises
+    with pytest.raises(PluginError, match="No module named 'acme_gone'"):
+        missing.factory(SinkConfig(name="s", type="odd-missing"))
+
+
+def test_a_broken_entry_point_is_refused_by_name_with_one_sentence(odd_plugins: None) -> None:
+    """sink_plugin() on a broken type raises one sentence: entry point, origin, reason, fix."""
+    with pytest.raises(PluginError) as caught:
+        sink_plugin("odd-missing")
+    assert str(caught.value) == (
+        "sink plugin 'odd-missing' (acme_gone:Sink, from acme-odd 0.3.0) cannot be loaded: "
+        "ModuleNotFoundError: No module named 'acme_gone'; reinstall the package that provides it"
+    )
+    with pytest.raises(PluginError, match=r"config_model.*report this to the plugin's authors"):
+        sink_plugin("odd-modelless")
+
+
+class _PickySink(SinkBase):
+    """A sink whose constructor refuses its config, quoting a secret as careless plugins do."""
+
+    def __init__(self, config: SinkConfig) -> None:
+        raise ValueError("bad url https://hooks.example.com/T0/B0/hunter2secretpart")
+
+
+@pytest.fixture
+def picky_sink() -> Iterator[str]:
+    """Register _PickySink in code under a type name of its own."""
+    register_sink("picky", _PickySink)
+    register_secret("hunter2secretpart")
+    try:
+        yield "picky"
+    finally:
+        unregister_sink("picky")
+
+
+def test_build_turns_a_constructor_error_into_one_plugin_error(picky_sink: str) -> None:
+    """A raising constructor becomes a PluginError naming sink, type and error, secrets masked."""
+    with pytest.raises(PluginError) as caught:
+        sink_plugin(picky_sink).build(SinkConfig(name="b", type=picky_sink))
+    assert str(caught.value) == (
+        "sink 'b' (type 'picky') could not be built: "
+        "ValueError: bad url https://hooks.example.com/T0/B0/********"
+    )
+    assert isinstance(caught.value.__cause__, ValueError)

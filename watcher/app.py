@@ -216,14 +216,18 @@ class Watcher:
             register_secret(source.api_key)
         for sink_config in self.config.sinks:
             _register_sink_secrets(sink_config)
+        # Sinks are built before the state file is touched: a plugin whose constructor raises
+        # (a PluginError naming the sink, from build()) leaves no empty state file behind.
+        built: list[tuple[Sink, SinkConfig]] = []
+        for sink_config in self.config.sinks:
+            sink = sink_plugin(sink_config.type).build(sink_config)
+            stack.push_async_callback(sink.aclose)
+            built.append((sink, sink_config))
         stack.enter_context(_exclusive(Path(self.config.state.path)))
         self.store = store = await Store.open(self.config.state.path)
         stack.push_async_callback(store.aclose)
 
-        for sink_config in self.config.sinks:
-            plugin = sink_plugin(sink_config.type)
-            sink = plugin.factory(sink_config)
-            stack.push_async_callback(sink.aclose)
+        for sink, sink_config in built:
             self._add_worker(sink, sink_config)
         for sink in self._extra_sinks:
             own = getattr(sink, "config", None)

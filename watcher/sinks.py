@@ -15,7 +15,9 @@ common keys that the dispatcher applies, so every plugin gets them for free.
 :class:`~watcher.errors.SinkRejected` (permanent for this event),
 :class:`~watcher.errors.SinkUnavailable` (retry later) or :class:`~watcher.errors.SinkDisabled`
 (stop calling). Any other exception is treated as
-transient and logged with its traceback.
+transient and logged with its traceback. On success it may return a short receipt saying
+what the receiver answered (``"HTTP 200"``), which ``ftwatch sinks test`` shows; the
+dispatcher ignores it, and None is always fine.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from importlib.metadata import EntryPoint, entry_points
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .durations import Duration
-from .errors import PluginError
+from .errors import ConfigError, PluginError
 from .events import EVENT_TYPES, BaseEvent
+from .logs import redact
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -46,6 +50,8 @@ __all__ = [
     "sink_plugin",
     "unregister_sink",
 ]
+
+log = structlog.get_logger(__name__)
 
 #: The entry-point group sink plugins register under.
 ENTRY_POINT_GROUP = "ftwatch.sinks"
@@ -123,8 +129,12 @@ def _any_glob(value: str | None, patterns: Iterable[str]) -> bool:
 class Sink(Protocol):
     """Where events go. An async resource: ``send`` each event, ``aclose`` once at the end."""
 
-    async def send(self, event: BaseEvent) -> None:
-        """Deliver one event, or raise a :class:`~watcher.errors.SinkError` saying why not."""
+    async def send(self, event: BaseEvent) -> str | None:
+        """Deliver one event, or raise a :class:`~watcher.errors.SinkError` saying why not.
+
+        May return a short receipt of what the receiver answered (``"HTTP 200"``), shown by
+        ``ftwatch sinks test`` and ignored by the dispatcher; None when there is nothing to say.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -159,8 +169,8 @@ class SinkBase:
         """The sink's configured name."""
         return self.config.name
 
-    async def send(self, event: BaseEvent) -> None:
-        """Deliver one event; subclasses implement it."""
+    async def send(self, event: BaseEvent) -> str | None:
+        """Deliver one event; subclasses implement it, and may return a short receipt."""
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -184,7 +194,12 @@ class SinkBase:
 
 @dataclass(frozen=True)
 class SinkPlugin:
-    """A sink type found by the registry, and where it came from."""
+    """A sink type found by the registry, and where it came from.
+
+    A type whose entry point cannot be loaded (its package is broken or half installed) is
+    still listed by :func:`available_sinks`, with ``error`` saying why; using its ``factory``
+    or ``config_model`` raises :class:`~watcher.errors.PluginError` with that reason.
+    """
 
     name: str
     factory: SinkType
@@ -192,11 +207,53 @@ class SinkPlugin:
     origin: str
     #: ``module:attr`` of the class.
     target: str
+    #: Why the type cannot be used (``"ModuleNotFoundError: No module named 'x'"``), else None.
+    error: str | None = None
 
     @property
     def config_model(self) -> type[SinkConfig]:
         """The pydantic model of this sink's config section."""
         return self.factory.config_model
+
+    def build(self, config: SinkConfig) -> Sink:
+        """Build a sink of this type from its validated config.
+
+        Raises :class:`~watcher.errors.PluginError` in one sentence naming the sink, its type
+        and what the constructor raised, so that a plugin's bad constructor never ends a
+        command with a traceback; the traceback is logged at debug level.
+        """
+        try:
+            return self.factory(config)
+        except (ConfigError, PluginError):
+            raise
+        except Exception as exc:
+            log.debug("sink_build_failed", sink=config.name, type=self.name, exc_info=True)
+            # A plugin's message may quote its config; masked like a log line would be.
+            reason = redact(_one_line(f"{type(exc).__name__}: {exc}"))
+            raise PluginError(
+                f"sink {config.name!r} (type {self.name!r}) could not be built: {reason}"
+            ) from exc
+
+
+class _Unloadable:
+    """Stands in for a sink class that could not be loaded: any use raises why."""
+
+    def __init__(self, message: str) -> None:
+        #: The whole sentence: which entry point, from which distribution, why, what to do.
+        self.message = message
+
+    @property
+    def config_model(self) -> type[SinkConfig]:
+        """Never a model: raises PluginError saying why the type cannot be loaded."""
+        raise PluginError(self.message)
+
+    def __call__(self, config: Any, /) -> Sink:
+        """Never a sink: raises PluginError saying why the type cannot be loaded."""
+        raise PluginError(self.message)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 _registered: dict[str, SinkPlugin] = {}
@@ -214,33 +271,46 @@ def unregister_sink(name: str) -> None:
     _registered.pop(name, None)
 
 
-def _check_factory(name: str, factory: object) -> None:
+def _factory_problem(factory: object) -> str | None:
     model = getattr(factory, "config_model", None)
     if not (isinstance(model, type) and issubclass(model, SinkConfig)):
-        raise PluginError(
-            f"sink plugin {name!r} has no config_model that subclasses watcher.SinkConfig; "
-            "give the sink class a `config_model` attribute"
-        )
+        return "it has no `config_model` attribute that subclasses watcher.SinkConfig"
+    return None
+
+
+def _check_factory(name: str, factory: object) -> None:
+    problem = _factory_problem(factory)
+    if problem is not None:
+        raise PluginError(f"sink plugin {name!r} cannot be used: {problem}; give the class one")
 
 
 def _from_entry_point(ep: EntryPoint) -> SinkPlugin:
+    """Load one entry point; a failure is kept in the plugin's ``error`` rather than raised."""
+    dist = ep.dist
+    origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
     try:
         factory = ep.load()
     except Exception as exc:
-        raise PluginError(
-            f"sink plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}; "
-            "reinstall the package that provides it"
-        ) from exc
-    _check_factory(ep.name, factory)
-    dist = ep.dist
-    origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
-    return SinkPlugin(ep.name, factory, origin, ep.value)
+        # Exceptions of any kind: an import runs the plugin's module code.
+        error = _one_line(f"{type(exc).__name__}: {exc}")
+        hint = "reinstall the package that provides it"
+    else:
+        problem = _factory_problem(factory)
+        if problem is None:
+            return SinkPlugin(ep.name, factory, origin, ep.value)
+        error, hint = problem, "report this to the plugin's authors"
+    message = (
+        f"sink plugin {ep.name!r} ({ep.value}, from {origin}) cannot be loaded: {error}; {hint}"
+    )
+    return SinkPlugin(ep.name, _Unloadable(message), origin, ep.value, error=error)
 
 
 def available_sinks() -> Mapping[str, SinkPlugin]:
     """Every sink type: those installed under ``ftwatch.sinks`` and those registered in code.
 
-    A type registered in code wins over an installed one of the same name.
+    A type registered in code wins over an installed one of the same name. A type whose entry
+    point cannot be loaded is listed too, with its ``error``: one broken package does not hide
+    the others.
     """
     found: dict[str, SinkPlugin] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -251,11 +321,18 @@ def available_sinks() -> Mapping[str, SinkPlugin]:
 
 
 def sink_plugin(type_name: str) -> SinkPlugin:
-    """Find one sink type by name; the error lists the known ones."""
+    """Find one usable sink type by name.
+
+    Raises :class:`~watcher.errors.PluginError` when no type has that name (listing the known
+    ones) or when its entry point cannot be loaded (saying why).
+    """
     if type_name in _registered:
         return _registered[type_name]
     for ep in entry_points(group=ENTRY_POINT_GROUP, name=type_name):
-        return _from_entry_point(ep)
+        plugin = _from_entry_point(ep)
+        if isinstance(plugin.factory, _Unloadable):
+            raise PluginError(plugin.factory.message)
+        return plugin
     known = ", ".join(
         sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_registered))
     )
