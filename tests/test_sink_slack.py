@@ -307,6 +307,25 @@ def test_each_event_type_gets_its_own_header() -> None:
     }
 
 
+def test_a_test_event_is_marked_as_a_test_everywhere_it_shows() -> None:
+    """`ftwatch sinks test`'s sample says it is a test in its header, fallback text and context."""
+    message = build_message(_succeeded(metadata={"ftwatch_test": "true"}))
+    header = message["blocks"][0]["text"]["text"]
+    assert header == "🧪 Test from ftwatch: Fine-tuning job succeeded · support-bot"
+    assert message["text"].startswith("🧪 Test from ftwatch: Fine-tuning job succeeded: ")
+    assert "✅" not in header + message["text"]
+    assert "a test message, no job changed" in message["blocks"][-1]["elements"][0]["text"]
+    for raw in message["blocks"]:
+        block = Block.parse(raw)
+        assert block is not None, raw
+        block.validate_json()
+    # Other metadata, or a marker that is not exactly "true", leaves the message as it was.
+    for metadata in ({"team": "ml"}, {"ftwatch_test": "false"}):
+        assert build_message(_succeeded(metadata=metadata))["blocks"][0]["text"]["text"] == (
+            "✅ Fine-tuning job succeeded · support-bot"
+        )
+
+
 def test_failure_shows_code_and_truncated_message() -> None:
     """A failure shows its error code and its message, cut to fit a section with an ellipsis."""
     message = build_message(_failed("bad row " + "y" * 5000))
@@ -426,7 +445,7 @@ async def test_webhook_post_carries_text_and_blocks(slack: tuple[SlackLike, str]
     app, url = slack
     event = _succeeded()
     async with SlackSink(_webhook_config(url)) as sink:
-        await sink.send(event)
+        assert await sink.send(event) == "HTTP 200"
     [request] = app.received
     assert request.path == f"/services/T0/{WEBHOOK_SECRET}"
     assert request.headers["content-type"].startswith("application/json")
@@ -439,7 +458,7 @@ async def test_chat_post_message_sends_token_and_channel(slack: tuple[SlackLike,
     """Bot mode posts to chat.postMessage with the bearer token and the channel."""
     app, url = slack
     async with SlackSink(_bot_config(url)) as sink:
-        await sink.send(_failed())
+        assert await sink.send(_failed()) == "HTTP 200"
     [request] = app.received
     assert request.path == "/api/chat.postMessage"
     assert request.headers["authorization"] == f"Bearer {TOKEN}"

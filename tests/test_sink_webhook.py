@@ -257,17 +257,17 @@ async def test_standardwebhooks_rejects_tampering(served: tuple[RecordingReceive
 
 
 async def test_2xx_is_delivered(served: tuple[RecordingReceiver, str]) -> None:
-    """Any 2xx answer counts as delivered: send returns without error."""
+    """Any 2xx answer counts as delivered: send returns its status as the receipt."""
     receiver, base_url = served
     async with WebhookSink(_config(base_url)) as sink:
         for status in (200, 201, 202, 204):
             receiver.respond(status, b"" if status == 204 else b"ok")
-            await sink.send(_event("fine_tuning.job.succeeded"))
+            assert await sink.send(_event("fine_tuning.job.succeeded")) == f"HTTP {status}"
     assert len(receiver.requests) == 4
 
 
 async def test_410_disables_the_sink(served: tuple[RecordingReceiver, str]) -> None:
-    """410 Gone raises SinkDisabled, saying the sink is off until restarted."""
+    """410 Gone raises SinkDisabled, saying the receiver asked not to be called again."""
     receiver, base_url = served
     receiver.respond(410)
     error = await _send_error(_config(base_url), _event("fine_tuning.job.succeeded"))
@@ -275,7 +275,7 @@ async def test_410_disables_the_sink(served: tuple[RecordingReceiver, str]) -> N
     assert error.sink == "hooks"
     assert error.status_code == 410
     assert str(error) == (
-        "the receiver answered 410 Gone, so sink 'hooks' is disabled until restarted"
+        "webhook sink 'hooks': the receiver answered 410 Gone, asking not to be called again"
     )
 
 

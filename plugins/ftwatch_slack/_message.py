@@ -3,7 +3,9 @@
 A message is a header (an emoji per event type and what happened), a section of short fields
 (job, base model, suffix, status change, result or error code, how long the job queued and ran,
 source), the error message when the job failed, a button to the provider's dashboard when the
-event has a link, and a context line with the event id and when it was seen. Every text obeys
+event has a link, and a context line with the event id and when it was seen. A test event
+(``ftwatch sinks test``, marked ``metadata.ftwatch_test = "true"``) says so first in its header
+and its fallback text, so nobody mistakes it for a real job's news. Every text obeys
 Slack's limits, and every value that comes from the API is escaped, so that an error message
 holding ``<!channel>`` cannot ping a channel.
 """
@@ -23,6 +25,7 @@ __all__ = [
     "FIELD_TEXT_MAX",
     "HEADER_TEXT_MAX",
     "SECTION_TEXT_MAX",
+    "TEST_MARK",
     "build_message",
     "fallback_text",
     "human_duration",
@@ -50,6 +53,19 @@ _EMOJI: Final = {
     "fine_tuning.job.cancelled": "🚫",
 }
 _DEFAULT_EMOJI: Final = "🔔"
+
+#: What a test event's header and fallback text start with, in place of the status emoji.
+TEST_MARK: Final = "🧪 Test from ftwatch:"
+
+
+def _is_test(event: BaseEvent) -> bool:
+    """Whether ``event`` is ``ftwatch sinks test``'s sample rather than a real job's change."""
+    return (event.job.metadata or {}).get("ftwatch_test") == "true"
+
+
+def _lead(event: BaseEvent) -> str:
+    # A test's sample is a success: its ✅ alone would read as real news in the channel.
+    return TEST_MARK if _is_test(event) else _EMOJI.get(event.type, _DEFAULT_EMOJI)
 
 
 def _title(event: BaseEvent) -> str:
@@ -224,16 +240,16 @@ def _context(event: BaseEvent) -> dict[str, Any]:
     fallback = datetime.fromtimestamp(seen, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     # Slack renders <!date^...> in each reader's own time zone; the text after | is the fallback.
     when = f"<!date^{seen}^{{date_short_pretty}} at {{time_secs}}|{fallback}>"
-    text = f"ftwatch · event {_code(event.id)} · seen {when}"
+    test = "a test message, no job changed · " if _is_test(event) else ""
+    text = f"ftwatch · {test}event {_code(event.id)} · seen {when}"
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
 def fallback_text(event: BaseEvent) -> str:
     """The one-line summary Slack shows in notifications and where blocks cannot be shown."""
     job = event.job
-    emoji = _EMOJI.get(event.type, _DEFAULT_EMOJI)
     who = job.id + (f" ({job.user_provided_suffix})" if job.user_provided_suffix else "")
-    line = f"{emoji} {_title(event)}: {who}"
+    line = f"{_lead(event)} {_title(event)}: {who}"
     if event.type == "fine_tuning.job.succeeded" and job.fine_tuned_model:
         line += f" → {job.fine_tuned_model}"
     elif event.type == "fine_tuning.job.failed" and job.failure is not None:
@@ -246,7 +262,7 @@ def fallback_text(event: BaseEvent) -> str:
 
 def _header(event: BaseEvent) -> dict[str, Any]:
     suffix = event.job.user_provided_suffix
-    text = f"{_EMOJI.get(event.type, _DEFAULT_EMOJI)} {_title(event)}"
+    text = f"{_lead(event)} {_title(event)}"
     if suffix:
         text += f" · {suffix}"
     # plain_text is shown as is: no mrkdwn, no mentions, so nothing to escape.

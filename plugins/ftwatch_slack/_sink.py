@@ -157,8 +157,11 @@ class SlackSink(SinkBase):
         """``"webhook"`` or ``"chat.postMessage"``: which door into Slack this sink uses."""
         return "webhook" if self.config.webhook_url is not None else "chat.postMessage"
 
-    async def send(self, event: BaseEvent) -> None:
-        """Post ``event``; return once Slack accepted it, else raise the matching sink error."""
+    async def send(self, event: BaseEvent) -> str:
+        """Post ``event``; once Slack accepted it return its status as the receipt (``HTTP 200``).
+
+        Otherwise raise the matching sink error.
+        """
         payload = build_message(event)
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if self.config.webhook_url is not None:
@@ -188,6 +191,7 @@ class SlackSink(SinkBase):
             event_id=event.id,
             job_id=event.job_id,
         )
+        return f"HTTP {response.status_code}"
 
     def _check_webhook_answer(self, response: Response) -> None:
         status = response.status_code

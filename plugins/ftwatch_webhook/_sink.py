@@ -7,7 +7,7 @@ A delivery is ``POST url`` with the envelope JSON as body and the Standard Webho
 =====================  =================================================================
 answer                 outcome
 =====================  =================================================================
-2xx                    delivered
+2xx                    delivered; ``send`` returns the receipt ``"HTTP 200"``
 410 Gone               :class:`~watcher.errors.SinkDisabled`: stop until restarted
 408, 409, 429, 5xx     :class:`~watcher.errors.SinkUnavailable` (``Retry-After`` honoured)
 other 4xx, 3xx         :class:`~watcher.errors.SinkRejected`: permanent for this event
@@ -115,8 +115,10 @@ class WebhookSink(SinkBase):
         )
         self._closed = False
 
-    async def send(self, event: BaseEvent) -> None:
-        """POST ``event``'s envelope; return once the receiver answered 2xx.
+    async def send(self, event: BaseEvent) -> str:
+        """POST ``event``'s envelope; return once the receiver answered 2xx, with its status.
+
+        The receipt is ``"HTTP 200"`` (or whichever 2xx came back).
 
         Raises :class:`~watcher.errors.SinkDisabled` on 410,
         :class:`~watcher.errors.SinkUnavailable` when the receiver is busy, failing or
@@ -157,6 +159,7 @@ class WebhookSink(SinkBase):
         error = self._outcome(status, response.headers.get("retry-after"))
         if error is not None:
             raise error
+        return f"HTTP {status}"
 
     def _headers(self, event: BaseEvent, payload: str) -> dict[str, str]:
         """The headers of one delivery: the extras, then ours, which the config cannot replace."""
@@ -181,8 +184,10 @@ class WebhookSink(SinkBase):
         if 200 <= status < 300:
             return None
         if status == 410:
+            # What follows (the sink stops until restart) is the dispatcher's to say, in its log.
             return SinkDisabled(
-                f"the receiver answered 410 Gone, so sink {name!r} is disabled until restarted",
+                f"webhook sink {name!r}: the receiver answered 410 Gone, asking not to be called "
+                "again",
                 sink=name,
                 status_code=status,
             )
