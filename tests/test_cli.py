@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import anyio
 import httpx
 import pytest
 from click.testing import CliRunner
+from slack_sdk.models.blocks import Block
 from tests.helpers import events_for
 
 from watcher.cli import main
@@ -23,6 +25,7 @@ from watcher.testing_receiver import RecordingReceiver
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KEY = "sk-proj-abcdefghijklmnop0123456789"
+SLACK_SECRET = "hunter2slackwebhookpart"
 WATCH = [sys.executable, "-m", "watcher", "watch"]
 
 
@@ -158,13 +161,26 @@ def third_party_plugin(tmp_path: Path) -> Iterator[Path]:
                 async def send(self, event):
                     with self.config.out.open("a") as f:
                         f.write(event.id + "\\n")
+
+            class PickyPagerSink(PagerSink):
+                def __init__(self, config):
+                    raise ValueError("bad key")
+
+            class CrashingPagerSink(PagerSink):
+                async def send(self, event):
+                    raise RuntimeError("pager backend exploded")
             '''
         )
     )
     dist = site / "acme_pager-1.2.3.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-pager\nVersion: 1.2.3\n")
-    (dist / "entry_points.txt").write_text("[ftwatch.sinks]\npager = acme_pager:PagerSink\n")
+    (dist / "entry_points.txt").write_text(
+        "[ftwatch.sinks]\n"
+        "pager = acme_pager:PagerSink\n"
+        "picky-pager = acme_pager:PickyPagerSink\n"
+        "crashing-pager = acme_pager:CrashingPagerSink\n"
+    )
     sys.path.insert(0, str(site))
     try:
         yield site
@@ -232,6 +248,85 @@ def test_an_unknown_type_lists_the_known_ones(tmp_path: Path) -> None:
     assert "known types:" in err and "webhook" in err and "slack" in err
 
 
+@pytest.fixture
+def broken_plugin(tmp_path: Path) -> Iterator[Path]:
+    """Install a distribution whose sink entry point names a module that does not exist."""
+    site = tmp_path / "broken-site"
+    dist = site / "acme_pager-1.2.3.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-pager\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text("[ftwatch.sinks]\npager = acme_pagr:PagerSink\n")
+    sys.path.insert(0, str(site))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+
+
+def test_sinks_lists_every_type_and_a_broken_plugin_with_its_reason(broken_plugin: Path) -> None:
+    """One plugin that cannot be imported is listed with why, beside the built-ins, exit 0."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "watcher", "sinks"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(broken_plugin)},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert {"logfile", "slack", "stdout", "webhook", "pager"} <= lines.keys()
+    assert lines["pager"] == (
+        f"{'pager':<12} {'acme-pager 1.2.3':<28} "
+        "cannot be loaded: ModuleNotFoundError: No module named 'acme_pagr'"
+    )
+    assert "ftwatch_webhook:WebhookSink" in lines["webhook"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_config_using_a_broken_plugin_fails_with_one_sentence(
+    broken_plugin: Path, tmp_path: Path
+) -> None:
+    """`type = "pager"` from a broken package is refused at load time, saying why, exit 2."""
+    path = _config(tmp_path, f'\n[[sinks]]\nname = "oncall"\ntype = "pager"\nout = "{tmp_path}"\n')
+    code, out, err = _run("check", "--config", str(path))
+    assert code == 2
+    assert err.strip() == (
+        f"ftwatch: error: {path}: sinks[0].type: sink plugin 'pager' (acme_pagr:PagerSink, from "
+        "acme-pager 1.2.3) cannot be loaded: ModuleNotFoundError: No module named 'acme_pagr'; "
+        "reinstall the package that provides it"
+    )
+    assert out == ""
+
+
+def test_a_plugin_whose_constructor_raises_stops_run_with_one_sentence(
+    third_party_plugin: Path, tmp_path: Path
+) -> None:
+    """`run` with a sink whose constructor raises exits 2 naming the sink, type and error."""
+    path = _config(tmp_path, f'\n[[sinks]]\nname = "b"\ntype = "picky-pager"\nout = "{tmp_path}"\n')
+    # Sinks are built before any source is polled: the default OpenAI URL is never called.
+    code, out, err = _run("run", "--config", str(path))
+    assert code == 2
+    assert err == (
+        "ftwatch: error: sink 'b' (type 'picky-pager') could not be built: ValueError: bad key\n"
+    )
+    assert out == ""
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_sinks_test_with_a_constructor_that_raises_exits_2(
+    third_party_plugin: Path, tmp_path: Path
+) -> None:
+    """`sinks test` on a sink whose constructor raises gives the same sentence and exit 2."""
+    path = _config(tmp_path, f'\n[[sinks]]\nname = "b"\ntype = "picky-pager"\nout = "{tmp_path}"\n')
+    code, out, err = _run("sinks", "test", "b", "--config", str(path))
+    assert code == 2
+    assert err == (
+        "ftwatch: error: sink 'b' (type 'picky-pager') could not be built: ValueError: bad key\n"
+    )
+    assert out == ""
+
+
 # -- sinks test ---------------------------------------------------------------------------------
 
 
@@ -249,11 +344,129 @@ async def test_sinks_test_sends_a_marked_sample_and_reports_latency(tmp_path: Pa
         )
         code, out, err = await anyio.to_thread.run_sync(_sinks_test_in_thread, path, "hook")
     assert code == 0, err
-    assert "delivered to sink 'hook'" in out and " ms" in out
     [request] = receiver.requests
     body = json.loads(request.body)
+    assert re.fullmatch(
+        rf"ok: sample event {body['id']} delivered to sink 'hook' in \d+ ms \(HTTP 200\)\n", out
+    )
     assert body["data"]["job"]["metadata"] == {"ftwatch_test": "true"}
     assert request.headers["webhook-signature"].startswith("v1,")
+
+
+async def test_each_sinks_test_sends_a_new_event_id(tmp_path: Path) -> None:
+    """Two runs send two different ids, so a receiver that drops duplicates keeps both."""
+    receiver = RecordingReceiver()
+    async with serve_asgi(receiver) as url:
+        path = _config(tmp_path, f'\n[[sinks]]\nname = "hook"\ntype = "webhook"\nurl = "{url}"\n')
+        for _ in range(2):
+            code, _, err = await anyio.to_thread.run_sync(_sinks_test_in_thread, path, "hook")
+            assert code == 0, err
+    ids = [r.headers["webhook-id"] for r in receiver.requests]
+    assert len(set(ids)) == 2
+    assert all(re.fullmatch(r"evt_test_[0-9a-f]{24}", i) for i in ids)
+    assert [r.json()["id"] for r in receiver.requests] == ids
+    assert {r.json()["data"]["id"] for r in receiver.requests} == {"ftjob-ftwatch-test"}
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (
+            400,
+            "the receiver rejected the event with HTTP 400 (a running daemon would dead-letter it)",
+        ),
+        (
+            503,
+            "the receiver answered HTTP 503, a temporary failure (a running daemon would retry it)",
+        ),
+        (
+            410,
+            "the receiver answered 410 Gone, asking not to be called again "
+            "(a running daemon would stop this sink until restarted)",
+        ),
+    ],
+)
+async def test_sinks_test_says_what_a_daemon_would_do_with_a_refusal(
+    tmp_path: Path, status: int, reason: str
+) -> None:
+    """A refused test delivery exits 1 with one sentence: the answer and the daemon's next step."""
+    receiver = RecordingReceiver()
+    receiver.respond(status)
+    async with serve_asgi(receiver) as url:
+        path = _config(tmp_path, f'\n[[sinks]]\nname = "hook"\ntype = "webhook"\nurl = "{url}"\n')
+        code, out, err = await anyio.to_thread.run_sync(_sinks_test_in_thread, path, "hook")
+    assert code == 1
+    assert re.fullmatch(
+        rf"ftwatch: error: sink 'hook' failed after \d+ ms: {re.escape(reason)}\n", err
+    )
+    assert out == ""
+
+
+def test_sinks_test_names_the_exception_a_plugin_raised(
+    third_party_plugin: Path, tmp_path: Path
+) -> None:
+    """A plugin's unexpected exception is reported with its type, as the bug it is, exit 1."""
+    path = _config(
+        tmp_path, f'\n[[sinks]]\nname = "p"\ntype = "crashing-pager"\nout = "{tmp_path}"\n'
+    )
+    code, _, err = _run("sinks", "test", "p", "--config", str(path))
+    assert code == 1
+    assert re.fullmatch(
+        r"ftwatch: error: sink 'p' failed after \d+ ms: the plugin raised RuntimeError: pager "
+        r"backend exploded \(a bug in the plugin; a running daemon would retry it and log the "
+        r"traceback as sink_raised\)\n",
+        err,
+    )
+
+
+async def test_sinks_test_to_slack_posts_a_message_marked_as_a_test(tmp_path: Path) -> None:
+    """A Slack sink's test reaches a real local receiver as a message that says it is a test."""
+    receiver = RecordingReceiver()
+    receiver.respond(200, b"ok")
+    async with serve_asgi(receiver) as url:
+        path = _config(
+            tmp_path,
+            f'\n[[sinks]]\nname = "ml-alerts"\ntype = "slack"\n'
+            f'webhook_url = "{url}/services/T0/B0/{SLACK_SECRET}"\n',
+        )
+        code, out, err = await anyio.to_thread.run_sync(_sinks_test_in_thread, path, "ml-alerts")
+    assert code == 0, err
+    [request] = receiver.requests
+    assert request.path == f"/services/T0/B0/{SLACK_SECRET}"
+    message = request.json()
+    assert message["text"].startswith("🧪 Test from ftwatch: Fine-tuning job succeeded: ")
+    header = message["blocks"][0]
+    assert header["type"] == "header"
+    assert header["text"]["text"].startswith("🧪 Test from ftwatch: ")
+    for raw in message["blocks"]:
+        block = Block.parse(raw)
+        assert block is not None, raw
+        block.validate_json()
+    assert re.fullmatch(
+        r"ok: sample event evt_test_[0-9a-f]{24} delivered to sink 'ml-alerts' in \d+ ms "
+        r"\(HTTP 200\)\n",
+        out,
+    )
+    assert SLACK_SECRET not in out + err
+
+
+async def test_sinks_test_to_an_unreachable_slack_says_it_refused(tmp_path: Path) -> None:
+    """A Slack sink whose host refuses the connection exits 1 saying so, without the URL."""
+    async with serve_asgi(RecordingReceiver()) as url:
+        pass  # the port is closed again once the server has stopped
+    path = _config(
+        tmp_path,
+        f'\n[[sinks]]\nname = "ml-alerts"\ntype = "slack"\n'
+        f'webhook_url = "{url}/services/T0/B0/{SLACK_SECRET}"\n',
+    )
+    code, _, err = await anyio.to_thread.run_sync(_sinks_test_in_thread, path, "ml-alerts")
+    assert code == 1
+    assert re.fullmatch(
+        r"ftwatch: error: sink 'ml-alerts' failed after \d+ ms: Slack refused the connection "
+        r"\(a running daemon would retry it\)\n",
+        err,
+    )
+    assert SLACK_SECRET not in err
 
 
 def test_sinks_test_says_what_failed_for_an_unreachable_url(tmp_path: Path) -> None:
@@ -267,10 +480,14 @@ def test_sinks_test_says_what_failed_for_an_unreachable_url(tmp_path: Path) -> N
         tmp_path,
         f'\n[[sinks]]\nname = "hook"\ntype = "webhook"\nurl = "http://127.0.0.1:{port}/x?t=zz9"\n',
     )
-    code, _, err = _run("sinks", "test", "hook", "--config", str(path))
+    code, out, err = _run("sinks", "test", "hook", "--config", str(path))
     assert code == 1
-    assert "failed: sink 'hook'" in err and "SinkUnavailable" in err
-    assert "zz9" not in err
+    assert re.fullmatch(
+        r"ftwatch: error: sink 'hook' failed after \d+ ms: the receiver refused the connection "
+        r"\(a running daemon would retry it\)\n",
+        err,
+    )
+    assert "zz9" not in err and out == ""
 
 
 # -- dead letters -------------------------------------------------------------------------------

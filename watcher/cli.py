@@ -5,8 +5,8 @@ Exit codes (also in ``ftwatch --help``):
 == ==============================================================================================
 0  success; ``run`` stopped cleanly by SIGINT or SIGTERM; ``watch``: the job succeeded
 1  a runtime failure; ``watch``: the job failed; ``sinks test``: the delivery failed
-2  a usage or config error (the message names the file, the key and what was expected);
-   ``watch``: the job was cancelled
+2  a usage or config error (the message names the file, the key and what was expected), a sink
+   plugin that cannot be loaded or built; ``watch``: the job was cancelled
 3  the API refused the credentials or does not know the job; ``run``: every source failed
 == ==============================================================================================
 """
@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import secrets
 import signal
 import sys
 import tempfile
@@ -28,7 +30,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import anyio
 import click
 
-from .app import Watcher
+from .app import Watcher, _register_sink_secrets
 from .clock import ScaledClock
 from .config import Config, SourceConfig, load_config
 from .diff import diff
@@ -37,11 +39,15 @@ from .errors import (
     ConfigError,
     NotFoundError,
     PluginError,
+    SinkDisabled,
+    SinkError,
+    SinkRejected,
+    SinkUnavailable,
     StoreError,
     WatcherError,
 )
 from .events import BaseEvent, JobSucceeded
-from .logs import configure_logging, register_secret
+from .logs import configure_logging, redact, register_secret
 from .models import FineTuningJob
 from .sinks import SinkConfig, available_sinks, sink_plugin
 from .store import Store
@@ -60,7 +66,7 @@ EPILOG = """\b
 Exit codes:
   0  success; `run` stopped cleanly (SIGINT/SIGTERM); `watch`: job succeeded
   1  runtime failure; `watch`: job failed; `sinks test`: delivery failed
-  2  usage or config error; `watch`: job cancelled
+  2  usage, config or plugin error; `watch`: job cancelled
   3  credentials refused or job not found; `run`: every source failed
 """
 
@@ -294,11 +300,15 @@ def demo(speed: float, as_json: bool, state_path: str | None) -> None:
 @click.pass_context
 @_errors_to_exit
 def sinks(ctx: click.Context) -> None:
-    """List the sink types found (built in and from plugins) and where each comes from."""
+    """List the sink types found (built in and from plugins) and where each comes from.
+
+    A type whose package cannot be loaded is listed with the reason.
+    """
     if ctx.invoked_subcommand is not None:
         return
     for name, plugin in available_sinks().items():
-        click.echo(f"{name:<12} {plugin.origin:<28} {plugin.target}")
+        where = plugin.target if plugin.error is None else f"cannot be loaded: {plugin.error}"
+        click.echo(f"{name:<12} {plugin.origin:<28} {where}")
 
 
 def _sample_event(source: str) -> BaseEvent:
@@ -320,7 +330,37 @@ def _sample_event(source: str) -> BaseEvent:
     previous = FineTuningJob.model_validate({**job.to_api(), "status": "running"})
     state, _ = diff(None, previous, source=source, now=now - 60, announce_new=False)
     _, events = diff(state, job, source=source, now=now)
-    return next(e for e in events if isinstance(e, JobSucceeded))
+    sample = next(e for e in events if isinstance(e, JobSucceeded))
+    # A real event's id is derived from the change, so every test would carry the same one and
+    # a receiver that drops duplicates (as it should) would ignore all tests after the first.
+    return sample.model_copy(update={"id": f"evt_test_{secrets.token_hex(12)}"})
+
+
+#: What a running daemon does with a delivery that failed this way, for `sinks test` to say.
+_DAEMON_WOULD: list[tuple[type[SinkError], str]] = [
+    (SinkRejected, "dead-letter it"),
+    (SinkDisabled, "stop this sink until restarted"),
+    (SinkUnavailable, "retry it"),
+]
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    text = " ".join(str(redact(text)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _why_it_failed(exc: Exception, name: str) -> str:
+    """The reason a test delivery failed, for a sentence that already names the sink."""
+    if not isinstance(exc, SinkError):
+        # Not an outcome the plugin meant to report: its type is what a bug report needs.
+        return (
+            f"the plugin raised {type(exc).__name__}: {_one_line(str(exc))} (a bug in the "
+            "plugin; a running daemon would retry it and log the traceback as sink_raised)"
+        )
+    # Sinks start their messages with "<type> sink 'name': " for logs, where that is useful.
+    reason = re.sub(rf"^(?:[\w.-]+ )?sink {re.escape(repr(name))}: ", "", _one_line(str(exc)))
+    would = next((w for cls, w in _DAEMON_WOULD if isinstance(exc, cls)), "retry it")
+    return f"{reason} (a running daemon would {would})"
 
 
 @sinks.command("test", epilog=EPILOG)
@@ -328,38 +368,40 @@ def _sample_event(source: str) -> BaseEvent:
 @config_option
 @_errors_to_exit
 def sinks_test(name: str, config_path: str | None) -> None:
-    """Send a clearly marked sample event to the sink NAME and say what happened."""
-    from .errors import SinkError
+    """Send a clearly marked sample event to the sink NAME and say what happened.
 
+    The event has a new id each time and its job carries metadata ftwatch_test = "true".
+    Exit code 0 when the sink took it, 1 when it did not.
+    """
     config = _load(config_path)
     matches = [s for s in config.sinks if s.name == name]
     if not matches:
         known = ", ".join(s.name for s in config.sinks) or "none"
         raise ConfigError(f"no sink named {name!r} in {config.path}; configured sinks: {known}")
     sink_config: SinkConfig = matches[0]
+    # As the daemon does, so that nothing a sink raises or logs can show its URL or token.
+    _register_sink_secrets(sink_config)
+    plugin = sink_plugin(sink_config.type)
     event = _sample_event(config.sources[0].name)
 
-    async def send() -> tuple[str | None, float]:
-        sink = sink_plugin(sink_config.type).factory(sink_config)
+    async def send() -> tuple[object, Exception | None, float]:
+        sink = plugin.build(sink_config)
         started = time.perf_counter()
         try:
-            await sink.send(event)
-            return None, time.perf_counter() - started
-        except SinkError as exc:
-            return f"{type(exc).__name__}: {exc}", time.perf_counter() - started
+            receipt = await sink.send(event)
+            return receipt, None, time.perf_counter() - started
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}", time.perf_counter() - started
+            return None, exc, time.perf_counter() - started
         finally:
             await sink.aclose()
 
-    error, seconds = _run(send)
-    if error is None:
-        click.echo(
-            f"ok: sample event {event.id} delivered to sink {name!r} in {seconds * 1000:.0f} ms"
-        )
-        return
-    click.echo(f"failed: sink {name!r} after {seconds * 1000:.0f} ms: {error}", err=True)
-    sys.exit(EXIT_FAILURE)
+    receipt, error, seconds = _run(send)
+    took = f"{seconds * 1000:.0f} ms"
+    if error is not None:
+        _fail(f"sink {name!r} failed after {took}: {_why_it_failed(error, name)}", EXIT_FAILURE)
+    # A plugin's receipt is shown only when it is the short text the protocol asks for.
+    shown = f" ({_one_line(receipt, 80)})" if isinstance(receipt, str) and receipt.strip() else ""
+    click.echo(f"ok: sample event {event.id} delivered to sink {name!r} in {took}{shown}")
 
 
 # -- deadletters --------------------------------------------------------------------------------
