@@ -521,6 +521,131 @@ async def test_deadletters_list_retry_and_drop(tmp_path: Path) -> None:
         assert pending == [rows[0]["event_id"], events[2].id]
 
 
+@pytest.fixture
+async def dead(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A config and a state file holding two dead letters of sink `audit` and one of `console`."""
+    path = _config(
+        tmp_path,
+        "\n[[sinks]]\nname = 'audit'\ntype = 'stdout'\n"
+        "\n[[sinks]]\nname = 'console'\ntype = 'stdout'\n",
+    )
+    events = events_for("ftjob-x", ["queued", "running", "failed"])
+    async with await Store.open(tmp_path / "state.db") as store:
+        await store.commit("openai", states={}, events=events, sinks=["audit", "console"], now=1.0)
+        for sink, seq in (("audit", 1), ("audit", 2), ("console", 3)):
+            await store.dead_letter(sink, seq, attempts=3, error=f"HTTP 50{seq}", now=2.0)
+    return path, [e.id for e in events]
+
+
+def _dead_cli(path: Path, *args: str) -> tuple[int, str, str]:
+    return _run("deadletters", *args, "--config", str(path))
+
+
+async def _dead_letters(path: Path) -> list[tuple[str, str]]:
+    async with await Store.open(path.parent / "state.db") as store:
+        return [(d.sink, d.event_id) for d in await store.dead_letters()]
+
+
+async def test_deadletters_list_shows_one_line_each_and_a_count(
+    dead: tuple[Path, list[str]],
+) -> None:
+    """Plain `list` prints sink, id, type, job, attempts and error per line, and the count."""
+    path, ids = dead
+    code, out, err = await anyio.to_thread.run_sync(_dead_cli, path, "list")
+    assert code == 0
+    assert out.splitlines() == [
+        f"audit  {ids[0]}  fine_tuning.job.status_changed  ftjob-x  x3  HTTP 501",
+        f"audit  {ids[1]}  fine_tuning.job.status_changed  ftjob-x  x3  HTTP 502",
+        f"console  {ids[2]}  fine_tuning.job.failed  ftjob-x  x3  HTTP 503",
+    ]
+    assert err == "3 dead letter(s)\n"
+
+
+async def test_deadletters_list_sink_and_json(dead: tuple[Path, list[str]]) -> None:
+    """`list --sink` shows that sink's dead letters only; `--json` one object per line."""
+    path, ids = dead
+    code, out, err = await anyio.to_thread.run_sync(_dead_cli, path, "list", "--sink", "console")
+    assert code == 0
+    assert out == f"console  {ids[2]}  fine_tuning.job.failed  ftjob-x  x3  HTTP 503\n"
+    assert err == "1 dead letter(s)\n"
+    code, out, err = await anyio.to_thread.run_sync(
+        _dead_cli, path, "list", "--sink", "audit", "--json"
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and err == ""
+    assert [(r["sink"], r["event_id"], r["attempts"], r["last_error"]) for r in rows] == [
+        ("audit", ids[0], 3, "HTTP 501"),
+        ("audit", ids[1], 3, "HTTP 502"),
+    ]
+    assert rows[0]["job_id"] == "ftjob-x" and rows[0]["source"] == "test"
+
+
+async def test_deadletters_retry_sink_queues_only_that_sink(dead: tuple[Path, list[str]]) -> None:
+    """`retry --sink` queues that sink's dead letters again; a sink with none says so, exit 0."""
+    path, ids = dead
+    code, out, _ = await anyio.to_thread.run_sync(_dead_cli, path, "retry", "--sink", "audit")
+    assert (code, out) == (0, "2 dead letter(s) queued again\n")
+    code, out, _ = await anyio.to_thread.run_sync(_dead_cli, path, "retry", "--sink", "audit")
+    assert (code, out) == (0, "no dead letters for sink 'audit'\n")
+    assert await _dead_letters(path) == [("console", ids[2])]
+
+
+async def test_deadletters_drop_by_id_and_by_sink(dead: tuple[Path, list[str]]) -> None:
+    """`drop --id` drops that dead letter, `drop --sink` the sink's; `--all` on none is no error."""
+    path, ids = dead
+    code, out, _ = await anyio.to_thread.run_sync(_dead_cli, path, "drop", "--id", ids[1])
+    assert (code, out) == (0, "1 dead letter(s) dropped\n")
+    assert await _dead_letters(path) == [("audit", ids[0]), ("console", ids[2])]
+    code, out, _ = await anyio.to_thread.run_sync(_dead_cli, path, "drop", "--sink", "console")
+    assert (code, out) == (0, "1 dead letter(s) dropped\n")
+    assert await _dead_letters(path) == [("audit", ids[0])]
+    code, out, _ = await anyio.to_thread.run_sync(_dead_cli, path, "drop", "--all")
+    assert (code, out) == (0, "1 dead letter(s) dropped\n")
+    code, out, _ = await anyio.to_thread.run_sync(_dead_cli, path, "drop", "--all")
+    assert (code, out) == (0, "no dead letters\n")
+
+
+@pytest.mark.parametrize(("command", "done"), [("retry", "queued again"), ("drop", "dropped")])
+async def test_deadletters_an_id_that_is_not_a_dead_letter_is_an_error(
+    dead: tuple[Path, list[str]], command: str, done: str
+) -> None:
+    """`--id evt_nope` exits 1 naming the id and changes nothing, even beside a real id."""
+    path, ids = dead
+    code, out, err = await anyio.to_thread.run_sync(
+        _dead_cli, path, command, "--id", ids[0], "--id", "evt_nope"
+    )
+    assert code == 1 and out == ""
+    assert err == (
+        f"ftwatch: error: the id 'evt_nope' is not a dead letter, so nothing was {done}; "
+        "`ftwatch deadletters list` shows them\n"
+    )
+    # A dead letter of another sink is not one of the sink named.
+    code, _, err = await anyio.to_thread.run_sync(
+        _dead_cli, path, command, "--sink", "audit", "--id", ids[2]
+    )
+    assert code == 1
+    assert f"the id '{ids[2]}' is not a dead letter of sink 'audit'" in err
+    assert len(await _dead_letters(path)) == 3
+
+
+@pytest.mark.parametrize("args", [["list"], ["retry", "--all"], ["drop", "--id", "evt_x"]])
+def test_deadletters_without_a_state_file_say_so_and_create_nothing(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """With no state file at state.path, each command exits 2 saying so, and creates none."""
+    path = _config(tmp_path, "\n[[sinks]]\nname = 'audit'\ntype = 'stdout'\n")
+    state = tmp_path / "elsewhere" / "state.db"
+    code, out, err = _run(
+        "deadletters", *args, "--config", str(path), env={"FTWATCH_STATE_PATH": str(state)}
+    )
+    assert code == 2 and out == ""
+    assert err == (
+        f"ftwatch: error: there is no state file at {state} (the daemon creates it on its first "
+        "run); check state.path in the config or $FTWATCH_STATE_PATH\n"
+    )
+    assert not state.parent.exists()
+
+
 # -- simulate and watch, as processes -----------------------------------------------------------
 
 

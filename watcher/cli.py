@@ -4,9 +4,11 @@ Exit codes (also in ``ftwatch --help``):
 
 == ==============================================================================================
 0  success; ``run`` stopped cleanly by SIGINT or SIGTERM; ``watch``: the job succeeded
-1  a runtime failure; ``watch``: the job failed; ``sinks test``: the delivery failed
+1  a runtime failure; ``watch``: the job failed; ``sinks test``: the delivery failed;
+   ``deadletters retry|drop --id``: an id that is not a dead letter
 2  a usage or config error (the message names the file, the key and what was expected), a sink
-   plugin that cannot be loaded or built; ``watch``: the job was cancelled
+   plugin that cannot be loaded or built; ``watch``: the job was cancelled; ``deadletters``: no
+   state file at ``state.path``
 3  the API refused the credentials or does not know the job; ``run``: every source failed
 == ==============================================================================================
 """
@@ -65,8 +67,10 @@ EXIT_AUTH = 3
 EPILOG = """\b
 Exit codes:
   0  success; `run` stopped cleanly (SIGINT/SIGTERM); `watch`: job succeeded
-  1  runtime failure; `watch`: job failed; `sinks test`: delivery failed
-  2  usage, config or plugin error; `watch`: job cancelled
+  1  runtime failure; `watch`: job failed; `sinks test`: delivery failed;
+     `deadletters`: an --id that is not a dead letter
+  2  usage, config or plugin error; `watch`: job cancelled;
+     `deadletters`: no state file
   3  credentials refused or job not found; `run`: every source failed
 """
 
@@ -414,9 +418,17 @@ def deadletters() -> None:
 
 def _with_store(config_path: str | None, fn: Callable[[Store], Awaitable[R]]) -> R:
     config = _load(config_path)
+    path = Path(config.state.path).expanduser()
+    # Store.open would create an empty file, which would then answer "0 dead letters" for a
+    # path that is simply wrong.
+    if not path.exists():
+        raise StoreError(
+            f"there is no state file at {path} (the daemon creates it on its first run); "
+            "check state.path in the config or $FTWATCH_STATE_PATH"
+        )
 
     async def go() -> R:
-        async with await Store.open(config.state.path) as store:
+        async with await Store.open(path) as store:
             return await fn(store)
 
     return _run(go)
@@ -458,6 +470,45 @@ def _selection(all_: bool, ids: tuple[str, ...], sink: str | None) -> None:
         )
 
 
+def _act_on_dead_letters(
+    config_path: str | None,
+    sink: str | None,
+    ids: tuple[str, ...],
+    act: Callable[[Store, list[str] | None], Awaitable[int]],
+    done: str,
+) -> None:
+    """Run ``act`` on the selected dead letters and say how many it changed.
+
+    An --id that is not a dead letter (of --sink, when given) is an error and changes nothing:
+    a typo must not read as "0 done". --sink or --all matching nothing is not.
+    """
+
+    async def go(store: Store) -> tuple[int, list[str]]:
+        if ids:
+            known = {d.event_id for d in await store.dead_letters(sink)}
+            missing = [i for i in dict.fromkeys(ids) if i not in known]
+            if missing:
+                return 0, missing
+        return await act(store, list(ids) or None), []
+
+    n, missing = _with_store(config_path, go)
+    if missing:
+        owner = f" of sink {sink!r}" if sink else ""
+        listed = ", ".join(repr(i) for i in missing)
+        if len(missing) == 1:
+            what = f"the id {listed} is not a dead letter"
+        else:
+            what = f"the ids {listed} are not dead letters"
+        _fail(
+            f"{what}{owner}, so nothing was {done}; `ftwatch deadletters list` shows them",
+            EXIT_FAILURE,
+        )
+    if n == 0:
+        click.echo(f"no dead letters{f' for sink {sink!r}' if sink else ''}")
+    else:
+        click.echo(f"{n} dead letter(s) {done}")
+
+
 @deadletters.command("retry", epilog=EPILOG)
 @config_option
 @click.option("--sink", help="Only this sink's dead letters.")
@@ -469,13 +520,15 @@ def deadletters_retry(
 ) -> None:
     """Queue dead letters again; a running daemon picks them up within a minute or at restart."""
     _selection(all_, ids, sink)
-    n = _with_store(
+    _act_on_dead_letters(
         config_path,
-        lambda store: store.retry_dead_letters(
-            sink=sink, event_ids=list(ids) or None, now=time.time()
+        sink,
+        ids,
+        lambda store, event_ids: store.retry_dead_letters(
+            sink=sink, event_ids=event_ids, now=time.time()
         ),
+        "queued again",
     )
-    click.echo(f"{n} dead letter(s) queued again")
 
 
 @deadletters.command("drop", epilog=EPILOG)
@@ -489,11 +542,13 @@ def deadletters_drop(
 ) -> None:
     """Delete dead letters for good."""
     _selection(all_, ids, sink)
-    n = _with_store(
+    _act_on_dead_letters(
         config_path,
-        lambda store: store.drop_dead_letters(sink=sink, event_ids=list(ids) or None),
+        sink,
+        ids,
+        lambda store, event_ids: store.drop_dead_letters(sink=sink, event_ids=event_ids),
+        "dropped",
     )
-    click.echo(f"{n} dead letter(s) dropped")
 
 
 __all__ = ["main"]
