@@ -563,7 +563,7 @@ async def test_connection_refused_is_transient() -> None:
     async with SlackSink(_webhook_config(url)) as sink:
         with pytest.raises(SinkUnavailable) as caught:
             await sink.send(_succeeded())
-    assert str(caught.value) == "slack sink 'ml-alerts': Slack refused the connection"
+    assert str(caught.value) == "sink 'ml-alerts': Slack refused the connection"
     assert url.rsplit(":", 1)[1] not in str(caught.value)
     _assert_no_secret(str(caught.value), repr(caught.value))
     assert caught.value.__cause__ is None

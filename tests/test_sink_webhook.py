@@ -275,7 +275,7 @@ async def test_410_disables_the_sink(served: tuple[RecordingReceiver, str]) -> N
     assert error.sink == "hooks"
     assert error.status_code == 410
     assert str(error) == (
-        "webhook sink 'hooks': the receiver answered 410 Gone, asking not to be called again"
+        "sink 'hooks': the receiver answered 410 Gone, asking not to be called again"
     )
 
 
@@ -289,7 +289,7 @@ async def test_other_4xx_rejects_the_event(served: tuple[RecordingReceiver, str]
                 await sink.send(_event("fine_tuning.job.failed"))
             assert (caught.value.sink, caught.value.status_code) == ("hooks", status)
             assert str(caught.value) == (
-                f"webhook sink 'hooks': the receiver rejected the event with HTTP {status}"
+                f"sink 'hooks': the receiver rejected the event with HTTP {status}"
             )
 
 
@@ -315,7 +315,7 @@ async def test_transient_statuses_are_unavailable(served: tuple[RecordingReceive
             error = caught.value
             assert (error.sink, error.status_code, error.retry_after) == ("hooks", status, None)
             assert str(error) == (
-                f"webhook sink 'hooks': the receiver answered HTTP {status}, a temporary failure"
+                f"sink 'hooks': the receiver answered HTTP {status}, a temporary failure"
             )
 
 
@@ -368,7 +368,7 @@ async def test_hanging_receiver_times_out(served: tuple[RecordingReceiver, str])
     error = await _send_error(_config(base_url, timeout="200ms"), _event("fine_tuning.job.failed"))
     assert isinstance(error, SinkUnavailable)
     assert error.status_code is None
-    assert str(error) == "webhook sink 'hooks': timed out waiting for the receiver"
+    assert str(error) == "sink 'hooks': timed out waiting for the receiver"
     assert len(receiver.requests) == 1
 
 
@@ -399,7 +399,7 @@ async def test_refused_connection_is_unavailable() -> None:
         config = _config(base_url)
     error = await _send_error(config, _event("fine_tuning.job.succeeded"))
     assert isinstance(error, SinkUnavailable)
-    assert str(error) == "webhook sink 'hooks': the receiver refused the connection"
+    assert str(error) == "sink 'hooks': the receiver refused the connection"
     assert base_url.rsplit(":", 1)[1] not in str(error)
     # Not chained: a logged traceback must not show the httpx error and its request URL.
     assert error.__cause__ is None
@@ -431,7 +431,7 @@ async def test_dns_failure_is_unavailable() -> None:
     async with WebhookSink(config, transport=httpx.MockTransport(no_such_host)) as sink:
         with pytest.raises(SinkUnavailable) as caught:
             await sink.send(_event("fine_tuning.job.succeeded"))
-    assert str(caught.value) == "webhook sink 'hooks': could not resolve the receiver's host name"
+    assert str(caught.value) == "sink 'hooks': could not resolve the receiver's host name"
 
 
 # --- config -------------------------------------------------------------------------------------

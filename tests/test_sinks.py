@@ -13,6 +13,8 @@ from watcher import (
     PluginError,
     SinkBase,
     SinkConfig,
+    SinkRejected,
+    SinkUnavailable,
     available_sinks,
     register_sink,
     sink_plugin,
@@ -146,3 +148,12 @@ def test_build_turns_a_constructor_error_into_one_plugin_error(picky_sink: str) 
         "ValueError: bad url https://hooks.example.com/T0/B0/********"
     )
     assert isinstance(caught.value.__cause__, ValueError)
+
+
+def test_a_sink_error_names_its_sink_once_and_keeps_the_reason_apart() -> None:
+    """The message leads with the sink's name; ``reason`` is the text without it."""
+    error = SinkUnavailable("the receiver refused the connection", sink="hooks", retry_after=3)
+    assert str(error) == "sink 'hooks': the receiver refused the connection"
+    assert error.reason == "the receiver refused the connection"
+    assert (error.sink, error.retry_after) == ("hooks", 3)
+    assert str(SinkRejected("bad request")) == "bad request"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import secrets
 import signal
 import sys
@@ -353,7 +352,7 @@ def _one_line(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _why_it_failed(exc: Exception, name: str) -> str:
+def _why_it_failed(exc: Exception) -> str:
     """The reason a test delivery failed, for a sentence that already names the sink."""
     if not isinstance(exc, SinkError):
         # Not an outcome the plugin meant to report: its type is what a bug report needs.
@@ -361,8 +360,7 @@ def _why_it_failed(exc: Exception, name: str) -> str:
             f"the plugin raised {type(exc).__name__}: {_one_line(str(exc))} (a bug in the "
             "plugin; a running daemon would retry it and log the traceback as sink_raised)"
         )
-    # Sinks start their messages with "<type> sink 'name': " for logs, where that is useful.
-    reason = re.sub(rf"^(?:[\w.-]+ )?sink {re.escape(repr(name))}: ", "", _one_line(str(exc)))
+    reason = _one_line(exc.reason)
     would = next((w for cls, w in _DAEMON_WOULD if isinstance(exc, cls)), "retry it")
     return f"{reason} (a running daemon would {would})"
 
@@ -402,7 +400,7 @@ def sinks_test(name: str, config_path: str | None) -> None:
     receipt, error, seconds = _run(send)
     took = f"{seconds * 1000:.0f} ms"
     if error is not None:
-        _fail(f"sink {name!r} failed after {took}: {_why_it_failed(error, name)}", EXIT_FAILURE)
+        _fail(f"sink {name!r} failed after {took}: {_why_it_failed(error)}", EXIT_FAILURE)
     # A plugin's receipt is shown only when it is the short text the protocol asks for.
     shown = f" ({_one_line(receipt, 80)})" if isinstance(receipt, str) and receipt.strip() else ""
     click.echo(f"ok: sample event {event.id} delivered to sink {name!r} in {took}{shown}")

@@ -326,17 +326,18 @@ class SinkWorker:
             first = delivery.first_attempt_at or self.clock.now()
             try:
                 await self.sink.send(event)
+            # A SinkError's reason: the logs and the dead letter name the sink themselves.
             except SinkRejected as exc:
-                await self._dead(delivery, attempts, str(exc))
+                await self._dead(delivery, attempts, exc.reason)
                 return None
             except SinkDisabled as exc:
-                self.disabled = str(exc)
+                self.disabled = exc.reason
                 log.error(
-                    "sink_disabled", sink=self.name, reason=str(exc), status_code=exc.status_code
+                    "sink_disabled", sink=self.name, reason=exc.reason, status_code=exc.status_code
                 )
                 return delivery
             except SinkUnavailable as exc:
-                return await self._retry(delivery, attempts, first, str(exc), exc.retry_after)
+                return await self._retry(delivery, attempts, first, exc.reason, exc.retry_after)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:

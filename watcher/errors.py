@@ -103,10 +103,15 @@ class MalformedResponse(APIError):
 
 
 class SinkError(WatcherError):
-    """A sink could not deliver an event."""
+    """A sink could not deliver an event.
 
-    def __init__(self, message: str, *, sink: str = "", status_code: int | None = None) -> None:
-        super().__init__(message)
+    ``reason`` says what went wrong without naming the sink; the message adds the name when
+    ``sink`` is given: ``sink 'hooks': the receiver refused the connection``.
+    """
+
+    def __init__(self, reason: str, *, sink: str = "", status_code: int | None = None) -> None:
+        super().__init__(f"sink {sink!r}: {reason}" if sink else reason)
+        self.reason = reason
         self.sink = sink
         self.status_code = status_code
 
@@ -120,13 +125,13 @@ class SinkUnavailable(SinkError):
 
     def __init__(
         self,
-        message: str,
+        reason: str,
         *,
         sink: str = "",
         status_code: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, sink=sink, status_code=status_code)
+        super().__init__(reason, sink=sink, status_code=status_code)
         self.retry_after = retry_after
 
 

@@ -92,7 +92,7 @@ class LogfileSink(SinkBase):
             rotated = await anyio.to_thread.run_sync(self._file.append, line, limiter=self._limiter)
         except OSError as exc:
             raise SinkUnavailable(
-                f"logfile sink {self.name!r}: cannot write {self.path}: {_reason(self.path, exc)}",
+                f"cannot write {self.path}: {_reason(self.path, exc)}",
                 sink=self.name,
             ) from exc
         if rotated:

@@ -179,7 +179,7 @@ class SlackSink(SinkBase):
             if isinstance(exc, TimeoutException):
                 failure += f" after {self.config.timeout:g}s"
             # `from None`: httpx's exception holds the request, and with it the secret URL.
-            raise SinkUnavailable(f"slack sink {self.name!r}: {failure}", sink=self.name) from None
+            raise SinkUnavailable(failure, sink=self.name) from None
         if self.config.webhook_url is not None:
             self._check_webhook_answer(response)
         else:
@@ -254,7 +254,7 @@ class SlackSink(SinkBase):
             retry_after=retry_after,
         )
         raise SinkUnavailable(
-            f"slack sink {self.name!r}: Slack {what} ({self._describe(status, code)}){hint}",
+            f"Slack {what} ({self._describe(status, code)}){hint}",
             sink=self.name,
             status_code=status,
             retry_after=retry_after,
@@ -263,16 +263,14 @@ class SlackSink(SinkBase):
     def _disabled(self, status: int, code: str | None) -> NoReturn:
         hint = _HINTS.get(code or "", "check the sink's settings")
         raise SinkDisabled(
-            f"slack sink {self.name!r}: Slack will not take messages from this sink "
-            f"({self._describe(status, code)}); {hint}",
+            f"Slack will not take messages from this sink ({self._describe(status, code)}); {hint}",
             sink=self.name,
             status_code=status,
         )
 
     def _rejected(self, status: int, code: str | None) -> NoReturn:
         raise SinkRejected(
-            f"slack sink {self.name!r}: Slack rejected the message "
-            f"({self._describe(status, code)})",
+            f"Slack rejected the message ({self._describe(status, code)})",
             sink=self.name,
             status_code=status,
         )

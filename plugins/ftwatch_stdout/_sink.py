@@ -75,14 +75,12 @@ class StdoutSink(SinkBase):
         except (BrokenPipeError, ValueError) as exc:
             # ValueError: "I/O operation on closed file". Either way no reader will come back.
             raise SinkDisabled(
-                f"stdout sink {self.name!r}: {self.config.stream} is closed "
-                f"({type(exc).__name__}); nothing reads it any more",
+                f"{self.config.stream} is closed ({type(exc).__name__}); nothing reads it any more",
                 sink=self.name,
             ) from exc
         except OSError as exc:
             raise SinkUnavailable(
-                f"stdout sink {self.name!r}: cannot write to {self.config.stream}: "
-                f"{exc.strerror or type(exc).__name__}",
+                f"cannot write to {self.config.stream}: {exc.strerror or type(exc).__name__}",
                 sink=self.name,
             ) from exc
 

@@ -145,7 +145,7 @@ class WebhookSink(SinkBase):
             if failure is None:
                 failure = "timed out waiting for the receiver"
             log.debug("webhook_no_answer", sink=self.name, event_id=event.id, failure=failure)
-            raise SinkUnavailable(f"webhook sink {self.name!r}: {failure}", sink=self.name)
+            raise SinkUnavailable(failure, sink=self.name)
         status = response.status_code
         elapsed = round(time.monotonic() - started, 3)
         log.debug(
@@ -186,27 +186,26 @@ class WebhookSink(SinkBase):
         if status == 410:
             # What follows (the sink stops until restart) is the dispatcher's to say, in its log.
             return SinkDisabled(
-                f"webhook sink {name!r}: the receiver answered 410 Gone, asking not to be called "
-                "again",
+                "the receiver answered 410 Gone, asking not to be called again",
                 sink=name,
                 status_code=status,
             )
         if status in _TRANSIENT or 500 <= status < 600:
             return SinkUnavailable(
-                f"webhook sink {name!r}: the receiver answered HTTP {status}, a temporary failure",
+                f"the receiver answered HTTP {status}, a temporary failure",
                 sink=name,
                 status_code=status,
                 retry_after=parse_retry_after(retry_after, self._now()),
             )
         if 300 <= status < 400:
             return SinkRejected(
-                f"webhook sink {name!r}: the receiver answered redirect HTTP {status}, which "
+                f"the receiver answered redirect HTTP {status}, which "
                 "a signed delivery does not follow; set the sink's url to the final address",
                 sink=name,
                 status_code=status,
             )
         return SinkRejected(
-            f"webhook sink {name!r}: the receiver rejected the event with HTTP {status}",
+            f"the receiver rejected the event with HTTP {status}",
             sink=name,
             status_code=status,
         )
