@@ -24,7 +24,6 @@ from typing import Any, Self, TypeVar
 
 import anyio
 import structlog
-from pydantic import SecretStr
 
 from .client import APIClient
 from .clock import Clock, SystemClock
@@ -35,7 +34,7 @@ from .events import BaseEvent
 from .http import AsyncBaseTransport
 from .logs import register_secret
 from .poller import SourcePoller
-from .sinks import Sink, SinkConfig, sink_plugin
+from .sinks import Sink, SinkConfig, register_sink_secrets, sink_plugin
 from .store import Store
 from .subscribers import Overflow, Subscription, type_patterns
 
@@ -86,23 +85,6 @@ def _exclusive(state: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _register_sink_secrets(config: SinkConfig) -> None:
-    """Hand every secret a sink's config holds to the log masking (promise 6).
-
-    Secret fields (webhook secrets, Slack URLs and tokens), extra header values, and URLs,
-    which may carry a token in their path or query.
-    """
-    for name in type(config).model_fields:
-        value = getattr(config, name)
-        if isinstance(value, SecretStr):
-            register_secret(value)
-        elif name == "headers" and isinstance(value, dict):
-            for header in value.values():
-                register_secret(str(header))
-        elif name.endswith("url") and isinstance(value, str):
-            register_secret(value)
 
 
 log = structlog.get_logger(__name__)
@@ -215,7 +197,7 @@ class Watcher:
         for source in self.config.sources:
             register_secret(source.api_key)
         for sink_config in self.config.sinks:
-            _register_sink_secrets(sink_config)
+            register_sink_secrets(sink_config)
         # Sinks are built before the state file is touched: a plugin whose constructor raises
         # (a PluginError naming the sink, from build()) leaves no empty state file behind.
         built: list[tuple[Sink, SinkConfig]] = []

@@ -31,7 +31,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import anyio
 import click
 
-from .app import Watcher, _register_sink_secrets
+from .app import Watcher
 from .clock import ScaledClock
 from .config import Config, SourceConfig, load_config
 from .diff import diff
@@ -50,7 +50,7 @@ from .errors import (
 from .events import BaseEvent, JobSucceeded
 from .logs import configure_logging, redact, register_secret
 from .models import FineTuningJob
-from .sinks import SinkConfig, available_sinks, sink_plugin
+from .sinks import SinkConfig, available_sinks, register_sink_secrets, sink_plugin
 from .store import Store
 
 try:
@@ -382,7 +382,7 @@ def sinks_test(name: str, config_path: str | None) -> None:
         raise ConfigError(f"no sink named {name!r} in {config.path}; configured sinks: {known}")
     sink_config: SinkConfig = matches[0]
     # As the daemon does, so that nothing a sink raises or logs can show its URL or token.
-    _register_sink_secrets(sink_config)
+    register_sink_secrets(sink_config)
     plugin = sink_plugin(sink_config.type)
     event = _sample_event(config.sources[0].name)
 

@@ -30,12 +30,12 @@ from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .durations import Duration
 from .errors import ConfigError, PluginError
 from .events import EVENT_TYPES, BaseEvent
-from .logs import redact
+from .logs import redact, register_secret
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -47,6 +47,7 @@ __all__ = [
     "SinkType",
     "available_sinks",
     "register_sink",
+    "register_sink_secrets",
     "sink_plugin",
     "unregister_sink",
 ]
@@ -123,6 +124,23 @@ class SinkConfig(BaseModel):
 
 def _any_glob(value: str | None, patterns: Iterable[str]) -> bool:
     return value is not None and any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+
+def register_sink_secrets(config: SinkConfig) -> None:
+    """Hand every secret a sink's config holds to the log masking (promise 6).
+
+    Secret fields (webhook secrets, Slack URLs and tokens), extra header values, and URLs,
+    which may carry a token in their path or query.
+    """
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, SecretStr):
+            register_secret(value)
+        elif name == "headers" and isinstance(value, dict):
+            for header in value.values():
+                register_secret(str(header))
+        elif name.endswith("url") and isinstance(value, str):
+            register_secret(value)
 
 
 @runtime_checkable
