@@ -182,6 +182,7 @@ def test_an_event_read_from_text_sends_that_text_unchanged() -> None:
         assert rebuilt.to_json() == stored
         assert rebuilt == event
         assert rebuilt.model_copy().to_json() == stored
+        assert rebuilt.model_dump() == event.model_dump()  # the text is no field
     # A copy with a changed field is a different event: its envelope is built afresh.
     moved = event_from_envelope(stored).model_copy(update={"dashboard_url": "https://x.test/j"})
     assert json.loads(moved.to_json())["data"]["dashboard_url"] == "https://x.test/j"

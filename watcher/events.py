@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from .models import FineTuningJob, JobError
 
@@ -73,19 +73,25 @@ class BaseEvent(BaseModel):
 
     # The envelope text this event was read from (the journal's), which to_json() returns as
     # is: a retry sends the bytes journaled, and the delivery path skips a re-serialisation.
-    _wire: str | None = PrivateAttr(default=None)
+    # Kept in the instance's __dict__ by event_from_envelope, over this class default, rather
+    # than as a pydantic private attribute, whose set-up every event the diff builds would pay
+    # for (a fifth of a diff cycle in which every job changes).
+    _wire: ClassVar[str | None] = None
 
     def __eq__(self, other: object) -> bool:
         # Equal fields make equal events, whether or not one of them remembers its wire text.
         if not isinstance(other, BaseEvent):
             return NotImplemented
-        return type(self) is type(other) and self.__dict__ == other.__dict__
+        if type(self) is not type(other):
+            return False
+        mine, theirs = self.__dict__, other.__dict__
+        return all(mine[name] == theirs[name] for name in type(self).model_fields)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy; with ``update``, one whose envelope is rebuilt from its new fields."""
         copy = super().model_copy(update=update, deep=deep)
         if update:
-            copy._wire = None
+            copy.__dict__.pop("_wire", None)
         return copy
 
     @property
@@ -247,5 +253,6 @@ def event_from_envelope(envelope: dict[str, Any] | str | bytes) -> Event:
             "job": body["job"],
         }
     )
-    event._wire = wire
+    if wire is not None:
+        object.__setattr__(event, "_wire", wire)
     return event
