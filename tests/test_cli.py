@@ -189,19 +189,25 @@ def third_party_plugin(tmp_path: Path) -> Iterator[Path]:
         sys.modules.pop("acme_pager", None)
 
 
-def test_sinks_lists_built_ins_and_a_third_party_plugin_with_their_origin(
-    third_party_plugin: Path,
-) -> None:
-    """`ftwatch sinks` shows each sink type and the distribution it came from."""
+def _list_sinks(site: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """Run `ftwatch sinks` with ``site`` on the path; return the process and its lines by type."""
     proc = subprocess.run(
         [sys.executable, "-m", "watcher", "sinks"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(third_party_plugin)},
+        env={**os.environ, "PYTHONPATH": str(site)},
         timeout=60,
-        check=True,
+        check=False,
     )
-    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    return proc, {line.split()[0]: line for line in proc.stdout.splitlines()}
+
+
+def test_sinks_lists_built_ins_and_a_third_party_plugin_with_their_origin(
+    third_party_plugin: Path,
+) -> None:
+    """`ftwatch sinks` shows each sink type and the distribution it came from."""
+    proc, lines = _list_sinks(third_party_plugin)
+    assert proc.returncode == 0, proc.stderr
     assert {"logfile", "slack", "stdout", "webhook", "pager"} <= lines.keys()
     assert "acme-pager 1.2.3" in lines["pager"]
     assert "ftwatch" in lines["webhook"]
@@ -265,16 +271,8 @@ def broken_plugin(tmp_path: Path) -> Iterator[Path]:
 
 def test_sinks_lists_every_type_and_a_broken_plugin_with_its_reason(broken_plugin: Path) -> None:
     """One plugin that cannot be imported is listed with why, beside the built-ins, exit 0."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "watcher", "sinks"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(broken_plugin)},
-        timeout=60,
-        check=False,
-    )
+    proc, lines = _list_sinks(broken_plugin)
     assert proc.returncode == 0, proc.stderr
-    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
     assert {"logfile", "slack", "stdout", "webhook", "pager"} <= lines.keys()
     assert lines["pager"] == (
         f"{'pager':<12} {'acme-pager 1.2.3':<28} "
