@@ -297,32 +297,22 @@ def test_a_config_using_a_broken_plugin_fails_with_one_sentence(
     assert out == ""
 
 
-def test_a_plugin_whose_constructor_raises_stops_run_with_one_sentence(
-    third_party_plugin: Path, tmp_path: Path
+@pytest.mark.parametrize("command", [("run",), ("sinks", "test", "b")])
+def test_a_plugin_whose_constructor_raises_stops_the_command_with_one_sentence(
+    third_party_plugin: Path, tmp_path: Path, command: tuple[str, ...]
 ) -> None:
-    """`run` with a sink whose constructor raises exits 2 naming the sink, type and error."""
+    """`run` and `sinks test` with a sink whose constructor raises exit 2 naming it, no state.
+
+    Sinks are built before any source is polled: the default OpenAI URL is never called.
+    """
     path = _config(tmp_path, f'\n[[sinks]]\nname = "b"\ntype = "picky-pager"\nout = "{tmp_path}"\n')
-    # Sinks are built before any source is polled: the default OpenAI URL is never called.
-    code, out, err = _run("run", "--config", str(path))
+    code, out, err = _run(*command, "--config", str(path))
     assert code == 2
     assert err == (
         "ftwatch: error: sink 'b' (type 'picky-pager') could not be built: ValueError: bad key\n"
     )
     assert out == ""
     assert not (tmp_path / "state.db").exists()
-
-
-def test_sinks_test_with_a_constructor_that_raises_exits_2(
-    third_party_plugin: Path, tmp_path: Path
-) -> None:
-    """`sinks test` on a sink whose constructor raises gives the same sentence and exit 2."""
-    path = _config(tmp_path, f'\n[[sinks]]\nname = "b"\ntype = "picky-pager"\nout = "{tmp_path}"\n')
-    code, out, err = _run("sinks", "test", "b", "--config", str(path))
-    assert code == 2
-    assert err == (
-        "ftwatch: error: sink 'b' (type 'picky-pager') could not be built: ValueError: bad key\n"
-    )
-    assert out == ""
 
 
 # -- sinks test ---------------------------------------------------------------------------------
