@@ -1,0 +1,52 @@
+"""The TOML config: read with tomllib, environment applied, validated by pydantic.
+
+A config file has four parts (``config.example.toml`` shows and explains every key)::
+
+    [state]        where the state lives and how long delivered events are kept
+    [logging]      log level and format
+    [[sources]]    fine-tuning APIs to watch (at least one)
+    [[sinks]]      where events go; each table's ``type`` picks a sink plugin, whose own
+                   config model validates the table
+
+Environment
+-----------
+Any string value may use ``${VAR}``, replaced by the environment variable ``VAR`` (an error
+when it is not set), ``${VAR:-default}``, which falls back to ``default`` when ``VAR`` is unset
+or empty, and ``$${``, which stands for a literal ``${``. Substitution happens once: a variable's
+value is never itself expanded.
+
+These variables override the file, when set and not empty:
+
+=====================  ==================
+``FTWATCH_STATE_PATH``  ``state.path``
+``FTWATCH_LOG_LEVEL``   ``logging.level``
+``FTWATCH_LOG_FORMAT``  ``logging.format``
+=====================  ==================
+
+Errors
+------
+Every problem is one :class:`~watcher.errors.ConfigError` whose message is a single sentence
+naming the file, the key path (``sources[1].poll_interval``, ``sinks[0].type``) and what was
+expected, with ``.path`` and ``.key`` set. A message never holds a secret: the value of a key
+named like a credential is never echoed.
+
+Relative paths (``state.path``, a logfile sink's ``path``) are relative to the working
+directory, not to the config file.
+"""
+
+from __future__ import annotations
+
+from .environment import ENV_OVERRIDES
+from .loading import load_config, parse_config
+from .models import OPENAI_DASHBOARD_URL, Config, LoggingConfig, SourceConfig, StateConfig
+
+__all__ = [
+    "ENV_OVERRIDES",
+    "OPENAI_DASHBOARD_URL",
+    "Config",
+    "LoggingConfig",
+    "SourceConfig",
+    "StateConfig",
+    "load_config",
+    "parse_config",
+]
