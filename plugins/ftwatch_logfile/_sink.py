@@ -32,9 +32,10 @@ class LogfileConfig(SinkConfig):
     """
 
     path: Path
-    max_bytes: int = Field(default=0, ge=0)
-    backups: int = Field(default=5, ge=0)
-    fsync: bool = False
+    # Strict: "5" or "yes" in the file is a mistake to report, not a value to guess at.
+    max_bytes: int = Field(default=0, ge=0, strict=True)
+    backups: int = Field(default=5, ge=0, strict=True)
+    fsync: bool = Field(default=False, strict=True)
 
     @field_validator("path", mode="before")
     @classmethod

@@ -12,8 +12,9 @@ Environment
 -----------
 Any string value may use ``${VAR}``, replaced by the environment variable ``VAR`` (an error
 when it is not set), ``${VAR:-default}``, which falls back to ``default`` when ``VAR`` is unset
-or empty, and ``$${``, which stands for a literal ``${``. Substitution happens once: a variable's
-value is never itself expanded.
+or empty (the default may itself hold references, ``${A:-${B:-x}}``, read only when used), and
+``$${``, which stands for a literal ``${``. Substitution happens once: a variable's value is
+never itself expanded.
 
 These variables override the file, when set and not empty:
 
@@ -22,6 +23,13 @@ These variables override the file, when set and not empty:
 ``FTWATCH_LOG_LEVEL``   ``logging.level``
 ``FTWATCH_LOG_FORMAT``  ``logging.format``
 =====================  ==================
+
+Values
+------
+Values are strict: numbers and booleans are written without quotes (``max_attempts = "7"`` and
+``emit_existing = "yes"`` are errors), durations are finite, URLs have a port from 1 to 65535,
+and a source's ``poll_interval`` is at least :data:`MIN_POLL_INTERVAL` (1 s), or
+:data:`MIN_LOOPBACK_POLL_INTERVAL` (10 ms) for a ``base_url`` on this machine.
 
 Errors
 ------
@@ -38,10 +46,22 @@ from __future__ import annotations
 
 from .environment import ENV_OVERRIDES
 from .loading import load_config, parse_config
-from .models import OPENAI_DASHBOARD_URL, Config, LoggingConfig, SourceConfig, StateConfig
+from .models import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    MIN_LOOPBACK_POLL_INTERVAL,
+    MIN_POLL_INTERVAL,
+    OPENAI_DASHBOARD_URL,
+    Config,
+    LoggingConfig,
+    SourceConfig,
+    StateConfig,
+)
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "ENV_OVERRIDES",
+    "MIN_LOOPBACK_POLL_INTERVAL",
+    "MIN_POLL_INTERVAL",
     "OPENAI_DASHBOARD_URL",
     "Config",
     "LoggingConfig",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -22,12 +23,44 @@ from ..durations import Duration
 from ..sinks import SinkConfig
 from .redaction import plain
 
-__all__ = ["OPENAI_DASHBOARD_URL", "Config", "LoggingConfig", "SourceConfig", "StateConfig"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "MIN_LOOPBACK_POLL_INTERVAL",
+    "MIN_POLL_INTERVAL",
+    "OPENAI_DASHBOARD_URL",
+    "Config",
+    "LoggingConfig",
+    "SourceConfig",
+    "StateConfig",
+    "is_loopback_url",
+]
 
 #: The job page on OpenAI's dashboard, used when a source talks to api.openai.com.
 OPENAI_DASHBOARD_URL = "https://platform.openai.com/finetune/{job_id}"
 
 _OPENAI_API_HOST = "api.openai.com"
+
+#: The shortest ``poll_interval`` of a source, in seconds: a real API is not polled faster.
+MIN_POLL_INTERVAL = 1.0
+#: The shortest ``poll_interval`` of a source whose ``base_url`` is on this machine (a simulator
+#: or a test server), where faster polls only cost this machine.
+MIN_LOOPBACK_POLL_INTERVAL = 0.01
+#: The default ``max_response_bytes`` of a source: 32 MiB.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url``'s host is this machine: ``localhost`` or a loopback address."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class StateConfig(BaseModel):
@@ -76,24 +109,31 @@ class SourceConfig(BaseModel):
     organization: str | None = None
     #: Sent as ``OpenAI-Project`` when given.
     project: str | None = None
-    #: Seconds between polls.
+    #: Seconds between polls; at least :data:`MIN_POLL_INTERVAL`, or
+    #: :data:`MIN_LOOPBACK_POLL_INTERVAL` for a loopback ``base_url`` (a simulator, a test).
     poll_interval: Duration = Field(default=30.0, gt=0)
     #: Each wait is randomised by up to this fraction of ``poll_interval``, so that replicas drift.
-    jitter: float = Field(default=0.1, ge=0.0, le=0.5)
+    jitter: float = Field(default=0.1, ge=0.0, le=0.5, strict=True, allow_inf_nan=False)
     #: Watch only these job ids; None watches every job of the account.
     jobs: list[str] | None = Field(default=None, min_length=1)
     #: Emit events for jobs that already exist at the first poll, not just for later changes.
-    emit_existing: bool = False
+    emit_existing: bool = Field(default=False, strict=True)
     #: Seconds before one API request times out.
     timeout: Duration = Field(default=30.0, gt=0)
     #: Attempts per API request (retries with backoff that honour ``Retry-After``).
-    max_attempts: int = Field(default=5, ge=1)
+    max_attempts: int = Field(default=5, ge=1, strict=True)
     #: Jobs per page of the list endpoint (the API allows 1 to 100).
-    page_size: int = Field(default=100, ge=1, le=100)
+    page_size: int = Field(default=100, ge=1, le=100, strict=True)
     #: Pages of the job list read per poll cycle at most.
-    max_pages: int = Field(default=20, ge=1)
+    max_pages: int = Field(default=20, ge=1, strict=True)
+    #: Pages of the job list read for the first baseline at most; what was read by then is the
+    #: baseline (a server that always answers ``has_more`` cannot keep it going forever).
+    max_baseline_pages: int = Field(default=10_000, ge=1, strict=True)
     #: Single-job retrieves per poll cycle at most.
-    max_retrieves: int = Field(default=20, ge=1)
+    max_retrieves: int = Field(default=20, ge=1, strict=True)
+    #: The largest API response read, in bytes, counted after decompression; a larger one is
+    #: refused as malformed.
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1, strict=True)
     #: A link template with ``{job_id}``; None picks OpenAI's dashboard for api.openai.com,
     #: and ``""`` turns links off.
     dashboard_url: str | None = None
@@ -101,12 +141,40 @@ class SourceConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        example = "such as 'https://api.openai.com/v1'"
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port  # reading it checks that it is a number up to 65535
+        except ValueError:
             raise ValueError(
-                "expected an http:// or https:// URL such as 'https://api.openai.com/v1'"
+                f"expected an http:// or https:// URL {example} with a port from 1 to 65535"
+            ) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL {example}")
+        if port == 0:
+            raise ValueError(
+                f"expected an http:// or https:// URL {example} with a port from 1 to 65535"
             )
         return url.strip().rstrip("/")
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _not_too_often(cls, seconds: float, info: ValidationInfo) -> float:
+        base_url = info.data.get("base_url")
+        if base_url is None:
+            return seconds  # base_url itself was wrong: that is the error to report
+        if is_loopback_url(base_url):
+            if seconds < MIN_LOOPBACK_POLL_INTERVAL:
+                raise ValueError(
+                    f"expected at least {MIN_LOOPBACK_POLL_INTERVAL}s between polls of a "
+                    "loopback base_url"
+                )
+        elif seconds < MIN_POLL_INTERVAL:
+            raise ValueError(
+                f"expected at least {MIN_POLL_INTERVAL:g}s between polls (only a loopback "
+                "base_url, such as a local simulator's, may be polled more often)"
+            )
+        return seconds
 
     @field_validator("api_key")
     @classmethod

@@ -38,13 +38,6 @@ _EXPECTED_BY_TYPE = {
     "path_type": "expected a file path",
 }
 
-#: The TOML type each strict kind expects, for the hint on a quoted value (``"7"``, ``"yes"``).
-_UNQUOTED = {
-    "int_type": "a number",
-    "float_type": "a number",
-    "bool_type": "true or false",
-}
-
 _SIMPLE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -152,9 +145,9 @@ def _expectation(
         return f"expected an array of tables; write each one as a [[{loc[0]}]] table"
     if kind in _EXPECTED_BY_TYPE:
         message = _EXPECTED_BY_TYPE[kind]
-        if kind in _UNQUOTED and isinstance(value, str):
-            # A strict key given a quoted value: say how to write it, not just what it is.
-            message += f" written without quotes, such as {_example(kind)}"
+        if _quoted(kind, value):
+            # A strict key given its value in quotes ("7", "yes"): say that the quotes are wrong.
+            message += " without quotes"
     elif kind == "literal_error":
         message = f"expected one of {ctx.get('expected')}"
     elif kind == "greater_than":
@@ -191,8 +184,18 @@ def _expectation(
     return message
 
 
-def _example(kind: str) -> str:
-    return "true" if kind == "bool_type" else "7"
+def _quoted(kind: str, value: Any) -> bool:
+    """Whether ``value`` is a string that a lax parser would have read as ``kind`` expects."""
+    if not isinstance(value, str) or kind not in ("int_type", "float_type", "bool_type"):
+        return False
+    text = value.strip().lower()
+    if kind == "bool_type":
+        return text in ("true", "false", "yes", "no", "on", "off", "1", "0")
+    try:
+        float(text) if kind == "float_type" else int(text)
+    except ValueError:
+        return False
+    return True
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
