@@ -38,8 +38,11 @@ naming the file, the key path (``sources[1].poll_interval``, ``sinks[0].type``) 
 expected, with ``.path`` and ``.key`` set. A message never holds a secret: the value of a key
 named like a credential is never echoed.
 
-Relative paths (``state.path``, a logfile sink's ``path``) are relative to the working
-directory, not to the config file.
+Relative paths written in a file (``state.path``, a logfile sink's ``path``, any sink key whose
+value is a :class:`~pathlib.Path`) are relative to the directory of that file, not to the
+directory ``run`` starts in; :func:`load_config` returns them absolute. A relative
+``FTWATCH_STATE_PATH`` is relative to the working directory, and :func:`parse_config` (which has
+no file) leaves relative paths as they are.
 """
 
 from __future__ import annotations

@@ -98,10 +98,19 @@ def _build(
         raise translate(exc, label=label, prefix=(), model=Config, overridden=overridden) from None
 
     sinks = _build_sinks(resolved.get("sinks", []), label=label)
+    state = base.state
+    if file is not None:
+        # Paths written in the file mean what they say wherever `run` starts: relative to the
+        # file's directory. One from FTWATCH_STATE_PATH was typed in a shell, so it keeps the
+        # shell's meaning (the working directory).
+        folder = Path(os.path.abspath(file)).parent
+        if "state.path" not in overridden:
+            state = state.model_copy(update={"path": _under(folder, state.path)})
+        sinks = [_paths_under(folder, sink) for sink in sinks]
     try:
         return Config.model_validate(
             {
-                "state": base.state,
+                "state": state,
                 "logging": base.logging,
                 "sources": base.sources,
                 "sinks": sinks,
@@ -110,6 +119,24 @@ def _build(
         )
     except ValidationError as exc:
         raise translate(exc, label=label, prefix=(), model=Config, overridden=overridden) from None
+
+
+def _under(folder: Path, path: Path) -> Path:
+    return path if path.is_absolute() else folder / path
+
+
+def _paths_under(folder: Path, sink: SinkConfig) -> SinkConfig:
+    """``sink`` with each relative path among its keys made relative to ``folder``.
+
+    Any plugin's key whose value is a :class:`~pathlib.Path` counts, so a third-party sink that
+    declares its file as a ``Path`` gets the same rule as the logfile sink.
+    """
+    update = {
+        name: _under(folder, value)
+        for name, value in sink
+        if isinstance(value, Path) and not value.is_absolute()
+    }
+    return sink.model_copy(update=update) if update else sink
 
 
 def _build_sinks(raw: Any, *, label: str) -> list[SinkConfig]:
