@@ -258,16 +258,21 @@ class Config(BaseModel):
     def redacted(self) -> dict[str, Any]:
         """The resolved config as plain data, with every secret shown as ``********``.
 
-        Masked: ``SecretStr`` values, every value of a sink's ``headers``, and the value of any
-        key named like a credential (``token``, ``webhook_url``, ...), in case a plugin keeps one
-        as a plain string.
+        Masked: ``SecretStr`` values, every value of a sink's ``headers``, the value of any key
+        named like a credential (``token``, ``webhook_url``, ...), in case a plugin keeps one as
+        a plain string, a URL's user:password and query values, and the path and query of every
+        URL in a sink's keys (``https://hooks.example.com/********``).
         """
         return {
             "state": plain(self.state.model_dump()),
             "logging": plain(self.logging.model_dump()),
             "sources": [plain(source.model_dump()) for source in self.sources],
             # By alias: the keys as written in the file (`json`, not the attribute `json_`).
-            "sinks": [plain(sink.model_dump(by_alias=True)) for sink in self.sinks],
+            # A sink's URLs show only scheme, host and port: receivers and Slack keep tokens in
+            # the path, and the plugin's own masking (a JSON-mode serializer) is not used here.
+            "sinks": [
+                plain(sink.model_dump(by_alias=True), url_paths=False) for sink in self.sinks
+            ],
             "path": None if self.path is None else str(self.path),
         }
 
