@@ -219,3 +219,15 @@ def test_unclosed_nested_reference_is_malformed(written: str) -> None:
     """A default that never closes is a malformed reference, not literal text."""
     message = parse_error({"sources": [{"name": "a", "project": written}]})
     assert message.startswith("sources[0].project: malformed ${...} reference")
+
+
+def test_new_source_limits_have_documented_defaults() -> None:
+    """max_response_bytes defaults to 32 MiB and max_baseline_pages to 10,000, as the example
+    config says; both take whole numbers from 1."""
+    source = parse_config({"sources": [{"name": "a"}]}).sources[0]
+    assert source.max_response_bytes == 32 * 1024 * 1024
+    assert source.max_baseline_pages == 10_000
+    tuned = parse_config(
+        {"sources": [{"name": "a", "max_response_bytes": 1024, "max_baseline_pages": 3}]}
+    ).sources[0]
+    assert (tuned.max_response_bytes, tuned.max_baseline_pages) == (1024, 3)
