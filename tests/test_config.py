@@ -361,7 +361,8 @@ def test_unknown_source_key_lists_the_expected_ones() -> None:
     assert str(error) == (
         "ftwatch.toml: sources[0]: unknown key 'poll_intervall'; expected one of: name, "
         "base_url, api_key, organization, project, poll_interval, jitter, jobs, emit_existing, "
-        "timeout, max_attempts, page_size, max_pages, max_retrieves, dashboard_url"
+        "timeout, max_attempts, page_size, max_pages, max_baseline_pages, max_retrieves, "
+        "max_response_bytes, dashboard_url"
     )
     assert error.key == "sources[0].poll_intervall"
     assert error.path == "ftwatch.toml"
@@ -693,7 +694,7 @@ def test_redacted_masks_every_secret() -> None:
     sink = data["sinks"][0]
     assert sink["secret"] == "********"
     assert sink["headers"] == {"Authorization": "********", "X-Team": "********"}
-    assert sink["url"] == "https://********@example.test/hook?token=********"
+    assert sink["url"] == "https://********@example.test/********"
 
 
 def test_redacted_keeps_everything_else() -> None:

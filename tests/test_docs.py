@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import click
 
 from watcher import EVENT_TYPES, available_sinks
 from watcher.cli import main
+from watcher.config import parse_config
+from watcher.sinks import RetryPolicy, SinkConfig
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -39,3 +43,46 @@ def test_the_readme_starts_with_the_two_commands() -> None:
     assert block[1].startswith("pip install -e '.[test]' && pytest")
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert "pip install -e '.[test]' && pytest" in ci
+
+
+EXAMPLE = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()
+
+#: A commented-out line of TOML in the example: a key, a table header, or a comment inside a
+#: commented-out table (``# # ...``). Prose comments never start with ``word =`` or ``[``.
+_COMMENTED_TOML = re.compile(r"^# (?=[A-Za-z_][\w-]* = |\[|# )")
+
+
+def test_the_example_config_names_only_real_commands() -> None:
+    """Every `ftwatch <command>` the example config mentions exists."""
+    assert isinstance(main, click.Group)
+    named = set(re.findall(r"`ftwatch (\w+)", EXAMPLE))
+    assert named
+    assert named <= set(main.commands), named - set(main.commands)
+
+
+def test_every_key_the_example_documents_exists() -> None:
+    """With every commented-out key and table switched on, the example still validates: no
+    documented key is missing from the models (a misspelt or removed key is an error)."""
+    uncommented = "\n".join(_COMMENTED_TOML.sub("", line) for line in EXAMPLE.splitlines())
+    data = tomllib.loads(uncommented)
+    environ = {
+        "OPENAI_API_KEY": "sk-test",
+        "FTWATCH_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "HOOKS_TOKEN": "t",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
+        "SLACK_BOT_TOKEN": "xoxb-0000-test",
+    }
+    config = parse_config(data, path="config.example.toml", environ=environ)
+    # Everything was switched on: both sources, and the three commented-out sinks.
+    assert [s.name for s in config.sources] == ["openai", "simulator"]
+    assert [s.name for s in config.sinks] == ["audit", "console", "hooks", "ml-alerts", "ml-bot"]
+    assert config.sources[0].organization is not None
+    assert config.sinks[0].model_dump()["mode"] == "0600"
+
+
+def test_the_keys_every_sink_takes_are_real() -> None:
+    """The indented list of the keys every sink takes names fields of SinkConfig/RetryPolicy."""
+    listed = re.findall(r"^#   (\w+) = ", EXAMPLE, re.MULTILINE)
+    assert "concurrency" in listed and "max_backoff" in listed
+    known = set(SinkConfig.model_fields) | set(RetryPolicy.model_fields)
+    assert set(listed) <= known, set(listed) - known

@@ -59,7 +59,7 @@ def _module_of(path: Path) -> str:
 def _watcher_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     found: set[str] = set()
-    in_simulator = "simulator" in path.parts
+    in_simulator = path.parent.name in ("simulator", "config")  # sub-packages
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level == 0 and node.module and node.module.startswith("watcher"):

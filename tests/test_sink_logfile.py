@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +241,71 @@ def test_path_expands_home() -> None:
     """``~`` in the path means the user's home directory."""
     config = LogfileConfig(name="audit", type="logfile", path=Path("~/events.jsonl"))
     assert config.path == Path.home() / "events.jsonl"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+async def test_new_files_are_private_by_default(tmp_path: Path) -> None:
+    """Events carry job names and metadata: a new log file, and each one rotation starts, is
+    0600 whatever the umask."""
+    path = tmp_path / "events.jsonl"
+    events = _events(8)
+    max_bytes = max(len(e.to_json().encode()) + 1 for e in events) * 2
+    old_umask = os.umask(0o022)
+    try:
+        async with LogfileSink(_config(path, max_bytes=max_bytes, backups=10)) as sink:
+            for event in events:
+                await sink.send(event)
+    finally:
+        os.umask(old_umask)
+    assert len(_names(tmp_path)) > 2
+    assert {_mode(tmp_path / name) for name in _names(tmp_path)} == {0o600}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+@pytest.mark.parametrize(("written", "mode"), [("0640", 0o640), ("0o644", 0o644), ("600", 0o600)])
+async def test_mode_key_sets_the_bits_of_a_new_file(
+    tmp_path: Path, written: str, mode: int
+) -> None:
+    """``mode = "0640"`` gives exactly those bits, even under a umask that would narrow them."""
+    path = tmp_path / "events.jsonl"
+    config = _config(path, mode=written)
+    assert config.model_dump()["mode"] == f"{mode:04o}"
+    old_umask = os.umask(0o077)
+    try:
+        async with LogfileSink(config) as sink:
+            await sink.send(_events(1)[0])
+    finally:
+        os.umask(old_umask)
+    assert _mode(path) == mode
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+async def test_an_existing_file_keeps_its_mode(tmp_path: Path) -> None:
+    """The operator's chmod of an existing file is not undone by the sink."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"")
+    path.chmod(0o640)
+    async with LogfileSink(_config(path)) as sink:
+        await sink.send(_events(1)[0])
+    assert _mode(path) == 0o640
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        (0o640, 'octal string such as "0600"'),
+        (640, 'octal string such as "0600"'),
+        ("0800", "got '0800'"),
+        ("rw-r-----", "got 'rw-r-----'"),
+        ("01777", "got '01777'"),
+        ("0400", "lets the owner write"),
+    ],
+)
+def test_bad_mode_is_explained(tmp_path: Path, written: object, expected: str) -> None:
+    """A mode that is not an octal string, or that the sink could not write with, is refused."""
+    with pytest.raises(ValidationError, match=re.escape(expected)):
+        _config(tmp_path / "e.jsonl", mode=written)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -16,7 +17,8 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_duration(value: Any) -> float:
     """Read seconds from a number or a string such as ``"90"``, ``"30s"``, ``"2m"``, ``"1h30m"``.
 
-    Raises ValueError with the accepted forms when the value is none of them.
+    Raises ValueError with the accepted forms when the value is none of them, and for a negative
+    or non-finite (``inf``, ``nan``) value.
     """
     if isinstance(value, bool):
         raise ValueError("expected seconds as a number or a string like '30s', '2m', '1h'")
@@ -39,6 +41,10 @@ def parse_duration(value: Any) -> float:
                 ) from None
     else:
         raise ValueError("expected seconds as a number or a string like '30s', '2m', '1h'")
+    if not math.isfinite(seconds):
+        # inf would wait forever and nan compares false with everything (a NaN retention never
+        # prunes): neither is a duration anyone means.
+        raise ValueError("expected a finite duration such as '30s', '2m' or '1h'")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds

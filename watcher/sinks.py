@@ -67,7 +67,7 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_attempts: int = Field(default=12, ge=1)
+    max_attempts: int = Field(default=12, ge=1, strict=True)
     max_age: Duration = 86400.0
     initial_backoff: Duration = 1.0
     max_backoff: Duration = 300.0
@@ -92,7 +92,7 @@ class SinkConfig(BaseModel):
     metadata: dict[str, str] | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     #: How many jobs' events this sink delivers at once (one job's events stay in order).
-    concurrency: int = Field(default=8, ge=1, le=256)
+    concurrency: int = Field(default=8, ge=1, le=256, strict=True)
 
     @field_validator("events")
     @classmethod

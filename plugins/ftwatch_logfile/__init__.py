@@ -9,6 +9,7 @@ Registered under the entry-point group ``ftwatch.sinks`` as ``logfile``::
     max_bytes = 10_000_000   # 0 (the default): never rotate
     backups = 5
     fsync = false
+    mode = "0600"            # permission bits of a file the sink creates (octal)
 
 Each line is exactly an event's envelope (the body a webhook sends), so
 ``watcher.events.event_from_envelope(line)`` reads it back. Split the file on ``\\n`` only: the

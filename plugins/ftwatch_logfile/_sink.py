@@ -9,13 +9,13 @@ from typing import ClassVar, Self
 import anyio
 import anyio.to_thread
 import structlog
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
 from watcher.errors import ConfigError, SinkUnavailable
 from watcher.events import BaseEvent
 from watcher.sinks import SinkBase, SinkConfig
 
-from ._writer import JsonLinesFile
+from ._writer import DEFAULT_MODE, JsonLinesFile
 
 __all__ = ["LogfileConfig", "LogfileSink"]
 
@@ -29,12 +29,40 @@ class LogfileConfig(SinkConfig):
     the file once the next line would take it past that size: ``events.jsonl`` becomes
     ``events.jsonl.1``, ``.1`` becomes ``.2`` and so on, keeping ``backups`` old files.
     ``fsync`` makes each line durable on disk before the event counts as delivered (slower).
+    ``mode`` is the permission bits of a file the sink creates, written as an octal string
+    (``"0600"``, the default: the owner only; ``"0640"`` lets the group read); a file that
+    already exists keeps its mode.
     """
 
     path: Path
-    max_bytes: int = Field(default=0, ge=0)
-    backups: int = Field(default=5, ge=0)
-    fsync: bool = False
+    # Strict: "5" or "yes" in the file is a mistake to report, not a value to guess at.
+    max_bytes: int = Field(default=0, ge=0, strict=True)
+    backups: int = Field(default=5, ge=0, strict=True)
+    fsync: bool = Field(default=False, strict=True)
+    mode: int = DEFAULT_MODE
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, value: object) -> object:
+        # TOML's 0o640 and a decimal 640 arrive as the same kind of number: only a string says
+        # unambiguously that the digits are octal.
+        example = 'expected the mode as an octal string such as "0600" or "0640"'
+        if not isinstance(value, str):
+            raise ValueError(example)
+        text = value.strip().lower().removeprefix("0o")
+        if not text or any(c not in "01234567" for c in text) or int(text, 8) > 0o777:
+            raise ValueError(f"{example}, got {value!r}")
+        mode = int(text, 8)
+        if not mode & 0o200:
+            # The sink reopens the file after logrotate moves it: it must stay writable.
+            raise ValueError(
+                f"expected a mode that lets the owner write (such as 0600), got {value!r}"
+            )
+        return mode
+
+    @field_serializer("mode")
+    def _show_octal(self, mode: int) -> str:
+        return f"{mode:04o}"
 
     @field_validator("path", mode="before")
     @classmethod
@@ -76,7 +104,11 @@ class LogfileSink(SinkBase):
         super().__init__(config)
         _check_path(config.name, config.path)
         self._file = JsonLinesFile(
-            config.path, max_bytes=config.max_bytes, backups=config.backups, fsync=config.fsync
+            config.path,
+            max_bytes=config.max_bytes,
+            backups=config.backups,
+            fsync=config.fsync,
+            mode=config.mode,
         )
         self._limiter = anyio.CapacityLimiter(1)
 

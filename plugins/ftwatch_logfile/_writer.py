@@ -15,7 +15,11 @@ import threading
 from io import FileIO
 from pathlib import Path
 
-__all__ = ["JsonLinesFile"]
+__all__ = ["DEFAULT_MODE", "JsonLinesFile"]
+
+#: Permission bits of a new log file: readable and writable by its owner only, since events
+#: carry job names, metadata and error messages that are nobody else's business.
+DEFAULT_MODE = 0o600
 
 
 class JsonLinesFile:
@@ -26,11 +30,21 @@ class JsonLinesFile:
     Thread-safe: one lock guards the handle and the rotation.
     """
 
-    def __init__(self, path: Path, *, max_bytes: int = 0, backups: int = 5, fsync: bool = False):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 0,
+        backups: int = 5,
+        fsync: bool = False,
+        mode: int = DEFAULT_MODE,
+    ):
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
         self.fsync = fsync
+        #: Permission bits of a file this writer creates (the first one, or after rotation).
+        self.mode = mode
         self._file: FileIO | None = None
         self._lock = threading.Lock()
 
@@ -75,8 +89,19 @@ class JsonLinesFile:
         return self._open()
 
     def _open(self) -> FileIO:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(self.path, flags | os.O_EXCL, self.mode)
+        except FileExistsError:
+            # A file that is already there keeps the mode its owner gave it.
+            fd = os.open(self.path, flags)
+        else:
+            if hasattr(os, "fchmod"):  # not on Windows before 3.13, where modes mean little
+                # Exactly the configured mode: the umask must not widen or narrow a choice
+                # written in the config.
+                os.fchmod(fd, self.mode)
         # Unbuffered: a line is handed to the OS before append() returns, never held in Python.
-        self._file = FileIO(self.path, "a")
+        self._file = FileIO(fd, "a")
         return self._file
 
     def _close(self) -> None:

@@ -17,9 +17,10 @@ _WEBHOOK_EXAMPLE = "https://hooks.slack.com/services/T000/B000/XXXX"
 def _is_http_url(value: str) -> bool:
     try:
         parts = urlsplit(value)
+        port = parts.port  # reading it checks that it is a number up to 65535
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
 
 
 class SlackConfig(SinkConfig):

@@ -33,7 +33,7 @@ class StdoutConfig(SinkConfig):
     # The key is `json`, but a field of that name would shadow BaseModel.json().
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
-    json_: bool | None = Field(default=None, alias="json")
+    json_: bool | None = Field(default=None, alias="json", strict=True)
     stream: Literal["stdout", "stderr"] = "stdout"
 
 

@@ -1,0 +1,283 @@
+"""The config models: ``[state]``, ``[logging]``, ``[[sources]]`` and :class:`Config`."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializeAsAny,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from ..durations import Duration
+from ..sinks import SinkConfig
+from .redaction import plain
+
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "MIN_LOOPBACK_POLL_INTERVAL",
+    "MIN_POLL_INTERVAL",
+    "OPENAI_DASHBOARD_URL",
+    "Config",
+    "LoggingConfig",
+    "SourceConfig",
+    "StateConfig",
+    "is_loopback_url",
+]
+
+#: The job page on OpenAI's dashboard, used when a source talks to api.openai.com.
+OPENAI_DASHBOARD_URL = "https://platform.openai.com/finetune/{job_id}"
+
+_OPENAI_API_HOST = "api.openai.com"
+
+#: The shortest ``poll_interval`` of a source, in seconds: a real API is not polled faster.
+MIN_POLL_INTERVAL = 1.0
+#: The shortest ``poll_interval`` of a source whose ``base_url`` is on this machine (a simulator
+#: or a test server), where faster polls only cost this machine.
+MIN_LOOPBACK_POLL_INTERVAL = 0.01
+#: The default ``max_response_bytes`` of a source: 32 MiB.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url``'s host is this machine: ``localhost`` or a loopback address."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class StateConfig(BaseModel):
+    """``[state]``: where ftwatch keeps snapshots, the event journal and delivery progress."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The SQLite file; created when missing.
+    path: Path = Path("ftwatch.db")
+    #: Journal entries delivered to every sink and older than this are pruned.
+    retention: Duration = 7 * 86400.0
+
+    @field_validator("path")
+    @classmethod
+    def _expand_home(cls, path: Path) -> Path:
+        return path.expanduser()
+
+
+class LoggingConfig(BaseModel):
+    """``[logging]``: how much ftwatch logs, and in which format."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``auto`` is human-readable on a terminal and JSON lines otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class SourceConfig(BaseModel):
+    """``[[sources]]``: one fine-tuning API to watch (OpenAI's, or one speaking its protocol)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Names the source in events, logs and the state; unique among sources.
+    name: str = Field(min_length=1)
+    #: The API root, up to and including ``/v1``; a trailing slash is dropped.
+    base_url: str = "https://api.openai.com/v1"
+    #: Sent as ``Authorization: Bearer``; None for a server that needs none.
+    api_key: SecretStr | None = None
+    #: Sent as ``OpenAI-Organization`` when given.
+    organization: str | None = None
+    #: Sent as ``OpenAI-Project`` when given.
+    project: str | None = None
+    #: Seconds between polls; at least :data:`MIN_POLL_INTERVAL`, or
+    #: :data:`MIN_LOOPBACK_POLL_INTERVAL` for a loopback ``base_url`` (a simulator, a test).
+    poll_interval: Duration = Field(default=30.0, gt=0)
+    #: Each wait is randomised by up to this fraction of ``poll_interval``, so that replicas drift.
+    jitter: float = Field(default=0.1, ge=0.0, le=0.5, strict=True, allow_inf_nan=False)
+    #: Watch only these job ids; None watches every job of the account.
+    jobs: list[str] | None = Field(default=None, min_length=1)
+    #: Emit events for jobs that already exist at the first poll, not just for later changes.
+    emit_existing: bool = Field(default=False, strict=True)
+    #: Seconds before one API request times out.
+    timeout: Duration = Field(default=30.0, gt=0)
+    #: Attempts per API request (retries with backoff that honour ``Retry-After``).
+    max_attempts: int = Field(default=5, ge=1, strict=True)
+    #: Jobs per page of the list endpoint (the API allows 1 to 100).
+    page_size: int = Field(default=100, ge=1, le=100, strict=True)
+    #: Pages of the job list read per poll cycle at most.
+    max_pages: int = Field(default=20, ge=1, strict=True)
+    #: Pages of the job list read for the first baseline at most; what was read by then is the
+    #: baseline (a server that always answers ``has_more`` cannot keep it going forever).
+    max_baseline_pages: int = Field(default=10_000, ge=1, strict=True)
+    #: Single-job retrieves per poll cycle at most.
+    max_retrieves: int = Field(default=20, ge=1, strict=True)
+    #: The largest API response read, in bytes, counted after decompression; a larger one is
+    #: refused as malformed.
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1, strict=True)
+    #: A link template with ``{job_id}``; None picks OpenAI's dashboard for api.openai.com,
+    #: and ``""`` turns links off.
+    dashboard_url: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        example = "such as 'https://api.openai.com/v1'"
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port  # reading it checks that it is a number up to 65535
+        except ValueError:
+            raise ValueError(
+                f"expected an http:// or https:// URL {example} with a port from 1 to 65535"
+            ) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL {example}")
+        if port == 0:
+            raise ValueError(
+                f"expected an http:// or https:// URL {example} with a port from 1 to 65535"
+            )
+        return url.strip().rstrip("/")
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _not_too_often(cls, seconds: float, info: ValidationInfo) -> float:
+        base_url = info.data.get("base_url")
+        if base_url is None:
+            return seconds  # base_url itself was wrong: that is the error to report
+        if is_loopback_url(base_url):
+            if seconds < MIN_LOOPBACK_POLL_INTERVAL:
+                raise ValueError(
+                    f"expected at least {MIN_LOOPBACK_POLL_INTERVAL}s between polls of a "
+                    "loopback base_url"
+                )
+        elif seconds < MIN_POLL_INTERVAL:
+            raise ValueError(
+                f"expected at least {MIN_POLL_INTERVAL:g}s between polls (only a loopback "
+                "base_url, such as a local simulator's, may be polled more often)"
+            )
+        return seconds
+
+    @field_validator("api_key")
+    @classmethod
+    def _non_empty_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is None:
+            return None
+        # A key pasted with a trailing newline would otherwise fail later as a puzzling 401.
+        value = key.get_secret_value().strip()
+        if not value:
+            raise ValueError(
+                "expected a non-empty API key; leave api_key out for a server that needs none"
+            )
+        return SecretStr(value)
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _link_template(cls, template: str | None) -> str | None:
+        if not template:
+            return template
+        if urlsplit(template).scheme not in ("http", "https") or "{job_id}" not in template:
+            raise ValueError(
+                "expected an http(s) URL template containing {job_id}, such as "
+                f"'{OPENAI_DASHBOARD_URL}', or \"\" to turn links off"
+            )
+        return template
+
+    def job_link(self, job_id: str) -> str | None:
+        """The dashboard link of a job, or None when this source has no dashboard."""
+        template = self.dashboard_url
+        if template is None:
+            if urlsplit(self.base_url).hostname != _OPENAI_API_HOST:
+                return None
+            template = OPENAI_DASHBOARD_URL
+        if not template:
+            return None
+        return template.replace("{job_id}", quote(job_id, safe=""))
+
+
+class Config(BaseModel):
+    """The whole configuration: state, logging, sources and sinks.
+
+    Built by :func:`load_config` from a file, or in code. ``sinks`` holds instances of each
+    plugin's own config model. ``str()`` and ``repr()`` never show a secret; :meth:`redacted`
+    gives the resolved config as plain data with every secret masked.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Fields that are not keys of the file (an error about an unknown key does not offer them).
+    NOT_FILE_KEYS: ClassVar[frozenset[str]] = frozenset({"path"})
+
+    state: StateConfig = Field(default_factory=StateConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    sources: list[SourceConfig] = Field(min_length=1)
+    sinks: list[SerializeAsAny[SinkConfig]] = Field(default_factory=list)
+    #: The file the config came from; None when it was built in code.
+    path: Path | None = None
+
+    @field_validator("sources", "sinks")
+    @classmethod
+    def _unique_names(cls, items: list[Any], info: ValidationInfo) -> list[Any]:
+        field = info.field_name or ""
+        first_index: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item.name in first_index:
+                raise PydanticCustomError(
+                    "duplicate_name",
+                    "duplicate {kind} name {name}, already used by {field}[{first}]; "
+                    "give each one a unique name",
+                    {
+                        "kind": field.removesuffix("s"),
+                        "name": repr(item.name),
+                        "field": field,
+                        "first": first_index[item.name],
+                        "index": index,
+                    },
+                )
+            first_index[item.name] = index
+        return items
+
+    def redacted(self) -> dict[str, Any]:
+        """The resolved config as plain data, with every secret shown as ``********``.
+
+        Masked: ``SecretStr`` values, every value of a sink's ``headers``, the value of any key
+        named like a credential (``token``, ``webhook_url``, ...), in case a plugin keeps one as
+        a plain string, a URL's user:password and query values, and the path and query of every
+        URL in a sink's keys (``https://hooks.example.com/********``).
+        """
+        return {
+            "state": plain(self.state.model_dump()),
+            "logging": plain(self.logging.model_dump()),
+            "sources": [plain(source.model_dump()) for source in self.sources],
+            # By alias: the keys as written in the file (`json`, not the attribute `json_`).
+            # A sink's URLs show only scheme, host and port: receivers and Slack keep tokens in
+            # the path, and the plugin's own masking (a JSON-mode serializer) is not used here.
+            "sinks": [
+                plain(sink.model_dump(by_alias=True), url_paths=False) for sink in self.sinks
+            ],
+            "path": None if self.path is None else str(self.path),
+        }
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A plugin's config may keep secrets as plain strings (a headers dict, say): show sinks
+        # redacted, whatever their own repr does.
+        for name, value in super().__repr_args__():
+            yield name, (self.redacted()["sinks"] if name == "sinks" else value)
