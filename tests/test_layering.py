@@ -16,6 +16,7 @@ RANKS: dict[str, int] = {
     "durations": 0,
     "http": 0,
     "serving": 0,
+    "asgi": 0,
     "logs": 0,
     "wal": 0,
     "models": 1,
