@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from anyio.abc import AsyncResource
 from pydantic import SecretStr
 
 from watcher import (
@@ -93,6 +94,23 @@ async def test_overflow_error_ends_the_iteration_after_the_buffered_events(
             async for event in strict:
                 got.append(event)
         assert len(got) == 2
+
+
+async def test_leaving_a_subscription_block_ends_it_for_good(tmp_path: Path) -> None:
+    """A subscription is an anyio AsyncResource: its block (or aclose) ends the iteration."""
+    sim = Simulator(ManualClock(START))
+    sim.add_jobs(2, "running")
+    async with _watcher(sim, tmp_path / "s.db", CollectingSink()) as watcher:
+        async with watcher.events() as early:
+            assert isinstance(early, AsyncResource)
+        later = watcher.events()
+        watcher.pollers["sim"].config = watcher.pollers["sim"].config.model_copy(
+            update={"emit_existing": True}
+        )
+        await watcher.poll_once()
+        await later.aclose()
+        assert [event async for event in early] == []
+        assert [event async for event in later] == []
 
 
 async def test_handlers_are_called_and_survive_their_own_exceptions(tmp_path: Path) -> None:

@@ -1,124 +1,130 @@
-"""The flow goes one way: no module imports a later stage, and plugins use only the public API."""
+"""The layering is stated once, in pyproject's ``[tool.importlinter]``, and kept by import-linter.
+
+These tests run that check with the suite, and keep the contract honest: the modules a plugin may
+import are exactly :data:`PUBLIC_MODULES`, and each name a plugin takes from one is in its
+``__all__``.
+"""
 
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_PACKAGES = ("ftwatch_stdout", "ftwatch_logfile", "ftwatch_webhook", "ftwatch_slack")
 
-#: Lower ranks come first in the flow; a module may import only modules of a lower rank.
-RANKS: dict[str, int] = {
-    "errors": 0,
-    "clock": 0,
-    "durations": 0,
-    "http": 0,
-    "serving": 0,
-    "logs": 0,
-    "wal": 0,
-    "models": 1,
-    "events": 2,
-    "diff": 3,
-    "sinks": 3,
-    "client": 3,
-    "config": 4,
-    "store": 4,
-    "poller": 5,
-    "dispatch": 5,
-    "subscribers": 5,
-    "app": 6,
-    "simulator": 7,
-    "testing_receiver": 7,
-    "demo": 8,
-    "follow": 8,
-    "cli": 9,
-    "__main__": 10,
-    "testing": 9,
-    "__init__": 10,
-}
-
-#: The modules a plugin may import: the package and its public modules.
-PLUGIN_ALLOWED = {
-    "watcher",
-    "watcher.sinks",
-    "watcher.errors",
-    "watcher.events",
-    "watcher.models",
-    "watcher.http",
-    "watcher.durations",
-}
+#: watcher's public modules: what a plugin (built-in or third-party) may import, each with an
+#: ``__all__`` that is its API. Everything else in watcher is private to the package and may
+#: change without notice. Changing this list is a change of the public API.
+PUBLIC_MODULES = frozenset(
+    {
+        "watcher",
+        "watcher.durations",
+        "watcher.errors",
+        "watcher.events",
+        "watcher.http",
+        "watcher.models",
+        "watcher.sinks",
+    }
+)
 
 
-def _module_of(path: Path) -> str:
-    rel = path.relative_to(ROOT / "watcher")
-    return rel.parts[0].removesuffix(".py")
+def _contracts() -> dict[str, dict[str, Any]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return {contract["id"]: contract for contract in config["contracts"]}
 
 
-def _watcher_imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    found: set[str] = set()
-    in_simulator = path.parent.name in ("simulator", "config")  # sub-packages
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 0 and node.module and node.module.startswith("watcher"):
-                parts = node.module.split(".")
-                found.add(parts[1] if len(parts) > 1 else "__init__")
-            elif (
-                (node.level == 1 and not in_simulator)
-                or node.level == 2
-                or (node.level == 1 and in_simulator and node.module is None)
-            ):
-                found.add((node.module or "__init__").split(".")[0])
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("watcher."):
-                    found.add(alias.name.split(".")[1])
+def _watcher_modules() -> set[str]:
+    """Every top-level module and sub-package of watcher, as a dotted name."""
+    found = set()
+    for path in (ROOT / "watcher").iterdir():
+        if path.suffix == ".py" and path.stem != "__init__":
+            found.add(f"watcher.{path.stem}")
+        elif path.is_dir() and (path / "__init__.py").exists():
+            found.add(f"watcher.{path.name}")
     return found
 
 
-WATCHER_FILES = sorted((ROOT / "watcher").rglob("*.py"))
+def _plugin_imports() -> list[tuple[Path, str, list[str]]]:
+    """(file, watcher module, names) for every ``from watcher... import`` in the plugins."""
+    found = []
+    for path in sorted((ROOT / "plugins").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.split(".")[0] == "watcher":
+                    found.append((path, node.module, [alias.name for alias in node.names]))
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "watcher":
+                        found.append((path, alias.name, []))
+    return found
 
 
-@pytest.mark.parametrize("path", WATCHER_FILES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_modules_import_only_earlier_stages(path: Path) -> None:
-    """Every watcher module imports only modules earlier in the flow (DESIGN.md)."""
-    me = _module_of(path)
-    assert me in RANKS, f"{me} has no rank in tests/test_layering.py: place it in the flow"
-    for other in _watcher_imports(path):
-        if other == me:
-            continue
-        assert other in RANKS, f"{me} imports unknown module {other}"
-        assert RANKS[other] < RANKS[me], f"{me} (rank {RANKS[me]}) imports {other} ({RANKS[other]})"
+def test_import_linter_keeps_every_contract() -> None:
+    """`lint-imports` (also run by .ci/run) finds the flow and the plugin boundary intact."""
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_plugins_are_forbidden_every_module_but_the_public_ones() -> None:
+    """A new watcher module is private to plugins until it is added to PUBLIC_MODULES."""
+    contract = _contracts()["plugins-public-api"]
+    assert set(contract["source_modules"]) == set(PLUGIN_PACKAGES)
+    assert set(contract["forbidden_modules"]) == _watcher_modules() - PUBLIC_MODULES
+    assert PUBLIC_MODULES - {"watcher"} <= _watcher_modules()
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_MODULES))
+def test_a_public_module_names_its_api_in_all(module: str) -> None:
+    """Each public module says what it offers in ``__all__``, and each of those names exists."""
+    imported = importlib.import_module(module)
+    names = getattr(imported, "__all__", None)
+    assert names, f"{module} is public but has no __all__"
+    assert [name for name in names if not hasattr(imported, name)] == []
+
+
+def test_what_plugins_import_is_in_a_public_modules_all() -> None:
+    """Plugins take only names their public module exports, never a private helper."""
+    for path, module, names in _plugin_imports():
+        assert module in PUBLIC_MODULES, f"{path.name} imports {module}"
+        exported = set(importlib.import_module(module).__all__)
+        assert set(names) <= exported, f"{path.name} imports {set(names) - exported} from {module}"
+
+
+def test_the_flow_contract_places_every_module() -> None:
+    """Every module of watcher has a line in the flow, so a new one must be placed on purpose."""
+    flow = _contracts()["flow"]
+    assert flow["exhaustive"] is True
+    placed = {
+        name.strip().strip("()")
+        for line in flow["layers"]
+        for name in line.replace(":", "|").split("|")
+    }
+    assert {m.removeprefix("watcher.") for m in _watcher_modules()} <= placed
 
 
 @pytest.mark.parametrize(
-    "path", sorted((ROOT / "plugins").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+    "path", sorted((ROOT / "watcher").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
 )
-def test_plugins_use_only_the_public_api(path: Path) -> None:
-    """Built-in plugins import only watcher's public modules, like any third-party plugin."""
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.startswith("watcher"):
-                assert node.module in PLUGIN_ALLOWED, f"{path.name} imports {node.module}"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                assert not alias.name.startswith("watcher.") or alias.name in PLUGIN_ALLOWED
-
-
-@pytest.mark.parametrize("path", WATCHER_FILES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_watcher_never_imports_plugins_or_httpx_directly(path: Path) -> None:
-    """watcher never imports a plugin, and only watcher/http.py imports httpx."""
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
+def test_only_watcher_http_imports_httpx(path: Path) -> None:
+    """httpx stays behind watcher/http.py, so the transport can change in one place."""
+    for node in ast.walk(ast.parse(path.read_text())):
         names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         for name in names:
-            assert not name.startswith("ftwatch_"), f"{path.name} imports plugin {name}"
             if path.name != "http.py":
                 assert name.split(".")[0] != "httpx", f"{path.name} imports httpx directly"

@@ -19,7 +19,7 @@ from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint as OpenAICheck
 
 import watcher.simulator
 from watcher.client import APIClient, parse_retry_after
-from watcher.clock import ManualClock
+from watcher.clock import ManualClock, ScaledClock
 from watcher.models import Checkpoint, FineTuningJob, JobEventRecord
 from watcher.simulator import (
     DEMO_DURATION,
@@ -257,6 +257,23 @@ async def test_a_job_created_in_the_future_is_invisible_until_then(
     clock.advance(60)
     listed = (await api.get("/fine_tuning/jobs")).json()["data"]
     assert [job["id"] for job in listed] == [job_id]
+
+
+async def test_an_accelerated_simulator_shows_wall_clock_times_never_future_ones() -> None:
+    """At 60x speed, an hour of simulated time is a minute of wall time in every timestamp."""
+    before = time.time()
+    # The clock reads an hour ahead of the wall clock, as after a minute at 60x speed.
+    sim = Simulator(ScaledClock(speed=60, start=before + 3600), seed=1)
+    job_id = sim.create_job(script=[(0, "running"), (3600, "succeeded")])
+    transport = httpx.ASGITransport(app=sim.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim/v1") as api:
+        job = (await api.get(f"/fine_tuning/jobs/{job_id}")).json()
+        (event, *_) = (await api.get(f"/fine_tuning/jobs/{job_id}/events")).json()["data"]
+    after = time.time()
+    assert int(before) <= job["created_at"] <= after
+    assert int(before) <= event["created_at"] <= after
+    # The hour of training left ends a wall-clock minute from now.
+    assert before + 59 <= job["estimated_finish"] <= after + 61
 
 
 def test_a_script_out_of_time_order_is_refused(sim: Simulator) -> None:

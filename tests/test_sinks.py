@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from anyio.abc import AsyncResource
 from tests.helpers import events_for, job
 
 from watcher import (
@@ -32,6 +33,24 @@ def _failed(**fields: object) -> JobFailed:
 
 def _sink(**routing: object) -> SinkConfig:
     return SinkConfig.model_validate({"name": "s", "type": "x", **routing})
+
+
+async def test_a_sink_base_closes_when_its_block_ends() -> None:
+    """SinkBase is an anyio AsyncResource: leaving ``async with`` calls the sink's aclose."""
+
+    class Closing(SinkBase):
+        closed = 0
+
+        async def aclose(self) -> None:
+            Closing.closed += 1
+
+    sink = Closing(_sink())
+    assert isinstance(sink, AsyncResource)
+    with pytest.raises(RuntimeError):  # noqa: PT012 - the block is what is under test
+        async with sink as entered:
+            assert entered is sink
+            raise RuntimeError("boom")
+    assert Closing.closed == 1
 
 
 def test_event_globs_route_by_type() -> None:

@@ -2,11 +2,21 @@
 
 The public API, restated here and asserted by ``tests/test_exports.py``::
 
-    from watcher import Watcher, JobFailed, JobSucceeded
+    import anyio
 
-    async with Watcher.from_config("ftwatch.toml") as watcher:
-        async for event in watcher.events(JobFailed, JobSucceeded):
-            print(event.type, event.job.id)
+    from watcher import JobFailed, JobSucceeded, Watcher
+
+
+    async def main() -> None:
+        async with Watcher.from_config("ftwatch.toml") as watcher:
+            async for event in watcher.events(JobFailed, JobSucceeded):
+                print(event.type, event.job.id)
+
+
+    anyio.run(main)
+
+The library sets up no logging of its own: its log events are records of the standard
+``logging`` module (loggers ``watcher.*``), for the host program to show or not.
 """
 
 from __future__ import annotations

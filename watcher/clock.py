@@ -49,7 +49,8 @@ class ScaledClock:
     def __init__(self, speed: float = 1.0, start: float | None = None) -> None:
         self.speed = speed
         self._wall0 = time.monotonic()
-        self._t0 = time.time() if start is None else start
+        self._wall_t0 = time.time()
+        self._t0 = self._wall_t0 if start is None else start
 
     def now(self) -> float:
         """Return the scaled time."""
@@ -58,6 +59,14 @@ class ScaledClock:
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` of scaled time."""
         await anyio.sleep(max(0.0, seconds) / self.speed)
+
+    def wall_time(self, scaled: float) -> float:
+        """The wall-clock time (unix seconds) at which this clock reads ``scaled``.
+
+        The simulator shows its jobs' times this way, so that a run at 60x speed does not
+        print timestamps an hour in the future after a minute.
+        """
+        return self._wall_t0 + (scaled - self._t0) / self.speed
 
 
 class ManualClock:

@@ -1,10 +1,17 @@
-"""Logging: structlog set up once, with every secret masked on the way out.
+"""Logging: quiet in a host program, set up by the CLI, with every secret masked on the way out.
 
-:func:`configure_logging` sends structlog events and the standard library's log records (uvicorn's,
-say) to one stream in one format: JSON lines when the stream is not a terminal (or when asked),
-structlog's console renderer on a terminal. Every line carries an ISO 8601 UTC ``timestamp``, the
-``level`` and the ``logger`` name. Standard-library records pass at WARNING and above only, and
-httpx and httpcore stay at WARNING, because their INFO lines print request URLs.
+As a library, ftwatch configures no output of its own: unless the host has configured structlog
+itself, structlog events go to the standard :mod:`logging` module as records of the loggers
+``watcher.*`` and ``ftwatch_*`` (the module that logged), message ``event key=value ...``, secrets
+masked. The host's logging set-up decides what is shown and where; with none, Python shows
+warnings and errors on stderr and nothing else.
+
+The ``ftwatch`` command calls :func:`configure_logging`, which sends structlog events and the
+standard library's log records (uvicorn's, say) to one stream in one format: JSON lines when the
+stream is not a terminal (or when asked), structlog's console renderer on a terminal. Every line
+carries an ISO 8601 UTC ``timestamp``, the ``level`` and the ``logger`` name. Standard-library
+records pass at WARNING and above only, and httpx and httpcore stay at WARNING, because their
+INFO lines print request URLs.
 
 Secrets are masked in every chain, twice: the event dictionary is redacted before it is rendered
 (so a secret inside a field, a message or a formatted traceback becomes ``********``), and the
@@ -40,6 +47,7 @@ __all__ = [
     "redact",
     "register_secret",
     "reset_logging",
+    "route_to_standard_logging",
 ]
 
 #: What a masked secret looks like in logs and in redacted config.
@@ -278,8 +286,43 @@ def configure_logging(
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _render_message(logger: Any, method_name: str, event_dict: Any) -> str:
+    # The standard library's record carries the time, level and logger: the message is the rest.
+    event = str(event_dict.pop("event", ""))
+    exception = event_dict.pop("exception", None)
+    fields = " ".join(f"{key}={value!r}" for key, value in event_dict.items())
+    message = f"{event} {fields}" if fields else event
+    return f"{message}\n{exception}" if exception else message
+
+
+def route_to_standard_logging() -> None:
+    """Send structlog events to the standard library's loggers, for the host to handle.
+
+    ftwatch does this when it is imported and structlog is not configured yet, so that a script
+    using :class:`~watcher.Watcher` prints nothing unless its own logging set-up says so. A host
+    that configures structlog itself (before or after) keeps its own configuration.
+    """
+    structlog.configure(
+        processors=[
+            # First, so that a debug line nobody listens to costs one level check.
+            structlog.stdlib.filter_by_level,
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            _redact_event,
+            _render_message,
+            _redact_rendered,
+        ],
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        context_class=dict,
+        # The CLI reconfigures after import; cached loggers would keep this set-up.
+        cache_logger_on_first_use=False,
+    )
+
+
 def reset_logging() -> None:
-    """Forget every registered secret and restore structlog's and the root logger's defaults.
+    """Forget every registered secret and go back to the library's set-up (standard logging).
 
     Meant for tests, so that one test's set-up never leaks into the next.
     """
@@ -287,6 +330,7 @@ def reset_logging() -> None:
     _secrets.clear()
     _secret_pattern = None
     structlog.reset_defaults()
+    route_to_standard_logging()
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
@@ -294,3 +338,7 @@ def reset_logging() -> None:
     if _root_level is not None:
         root.setLevel(_root_level)
         _root_level = None
+
+
+if not structlog.is_configured():
+    route_to_standard_logging()

@@ -26,10 +26,10 @@ import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import structlog
+from anyio.abc import AsyncResource
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .durations import Duration
@@ -174,8 +174,11 @@ class SinkType(Protocol):
         ...
 
 
-class SinkBase:
-    """A convenient base for sinks: keeps the config and makes the sink an async context manager."""
+class SinkBase(AsyncResource):
+    """A convenient base for sinks: keeps the config and makes the sink an async context manager.
+
+    It is an :class:`anyio.abc.AsyncResource`: leaving ``async with sink:`` calls :meth:`aclose`.
+    """
 
     config_model: ClassVar[type[SinkConfig]] = SinkConfig
 
@@ -193,17 +196,6 @@ class SinkBase:
 
     async def aclose(self) -> None:
         """Release resources; the default holds none."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         # Only the name and type: a sink's config holds URLs and secrets.

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import AsyncIterator, Iterable
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import anyio
 import structlog
+from anyio.abc import AsyncResource
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .errors import WatcherError
@@ -42,8 +42,11 @@ def type_patterns(types: Iterable[type[BaseEvent] | str]) -> tuple[str, ...]:
     return tuple(t if isinstance(t, str) else event_type_name(t) for t in types)
 
 
-class Subscription:
-    """An async iterator of events, with its own bounded buffer; also an async context manager."""
+class Subscription(AsyncResource):
+    """An async iterator of events, with its own bounded buffer; also an async context manager.
+
+    Leaving its ``async with`` block (or :meth:`aclose`) ends it and drops what it buffered.
+    """
 
     def __init__(
         self,
@@ -109,14 +112,7 @@ class Subscription:
                 ) from None
             raise StopAsyncIteration from None
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Stop receiving and drop the buffered events: iteration ends at once."""
         self.close()
         self._receive.close()

@@ -23,21 +23,16 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
+from .asgi import Receive, Scope, Send, lifespan, read_body, send_response, wait_for_disconnect
 from .clock import Clock, SystemClock
 
 __all__ = ["RecordedRequest", "RecordingReceiver"]
-
-#: ASGI's connection scope, message and channel types.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -154,24 +149,19 @@ class RecordingReceiver:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope: record HTTP requests and answer them."""
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body.extend(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        request = self._record(scope, bytes(body))
+        body = await read_body(receive)
+        if body is None:
+            return
+        request = self._record(scope, body)
 
         if self._failures:
             answer = self._failures.popleft()
         elif self._hanging:
-            if not await _wait_unless_disconnected(self._release, receive):
+            if not await wait_for_disconnect(receive, self._release):
                 return
             answer = self._answer
         else:
@@ -220,41 +210,8 @@ def _wake_waiters(waiters: list[tuple[int, anyio.Event]], count: int) -> None:
             event.set()
 
 
-async def _wait_unless_disconnected(release: anyio.Event, receive: Receive) -> bool:
-    """Wait for ``release``; return False instead if the client disconnects first."""
-    released = False
-    async with anyio.create_task_group() as tg:
-
-        async def _until_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(_until_disconnect)
-        await release.wait()
-        released = True
-        tg.cancel_scope.cancel()
-    return released
-
-
 async def _send_answer(send: Send, answer: _Answer) -> None:
     headers = [
         (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()
     ]
-    # 204 and 304 carry no body, and no length either.
-    bodyless = answer.status in (204, 304) or answer.status < 200
-    if not bodyless and not any(name == b"content-length" for name, _ in headers):
-        headers.append((b"content-length", str(len(answer.body)).encode()))
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if bodyless else answer.body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    """Acknowledge startup and shutdown, for servers that run the lifespan protocol."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    await send_response(send, answer.status, answer.body, headers)

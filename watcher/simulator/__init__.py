@@ -16,9 +16,10 @@ Use it in a test over ``httpx.ASGITransport(app=sim.app)``, or on a real socket:
 
 from __future__ import annotations
 
-from .app import ROUTE_KINDS, Simulator, Stats, serve_simulator
+from .app import Simulator, serve_simulator
 from .faults import EndlessMode, Fault, Faults, MalformedKind
-from .jobs import DEFAULT_MODEL, InvalidJobState, JobNotFound, Step, StepLike
+from .jobs import DEFAULT_MODEL, InvalidJobState, JobNotFound
+from .routing import ROUTE_KINDS, Stats
 from .scenarios import (
     DEMO_DURATION,
     DEMO_JOBS,
@@ -28,6 +29,7 @@ from .scenarios import (
     demo_timeline,
     demo_transitions,
 )
+from .scripts import Step, StepLike
 
 __all__ = [
     "DEFAULT_MODEL",

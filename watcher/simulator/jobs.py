@@ -13,27 +13,20 @@ import hashlib
 import math
 import random
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
+
+from .scripts import DEFAULT_ERROR, TERMINAL_STATUSES, Step
 
 __all__ = [
     "ALPHANUMERIC",
-    "DEFAULT_ERROR",
     "DEFAULT_MODEL",
-    "DEFAULT_TRAIN_SECONDS",
     "InvalidJobState",
     "JobNotFound",
     "METRICS_EVENTS",
     "Profile",
-    "RUN_FAILURES",
     "SimJob",
-    "Step",
-    "StepLike",
-    "TERMINAL_STATUSES",
-    "coerce_script",
-    "planned_train_seconds",
-    "random_script",
     "random_token",
     "resolve_model",
     "stable_token",
@@ -43,42 +36,10 @@ __all__ = [
 ALPHANUMERIC: Final = string.ascii_letters + string.digits
 #: The base model a job fine-tunes when none is named.
 DEFAULT_MODEL: Final = "gpt-4o-mini-2024-07-18"
-#: Statuses a job never leaves by itself.
-TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
-#: How long training runs when a script does not say (a running step with no end, say).
-DEFAULT_TRAIN_SECONDS: Final = 600.0
 #: How many ``metrics`` events a full training run logs.
 METRICS_EVENTS: Final = 10
 # Float sums of interval lengths can miss an exact end by a rounding error.
 _EPSILON: Final = 1e-6
-
-#: What a failed job reports when its script gives no error.
-DEFAULT_ERROR: Final[Mapping[str, str | None]] = {
-    "code": "server_error",
-    "message": "The job failed due to an internal error. Please try again.",
-    "param": None,
-}
-
-#: Failures a random progression picks from, with the messages OpenAI uses for them.
-RUN_FAILURES: Final[tuple[Mapping[str, str | None], ...]] = (
-    {
-        "code": "invalid_training_file",
-        "message": (
-            "The job failed due to an invalid training file. Expected file to have JSONL "
-            "format, where every line is a valid JSON dictionary. Line 129 is not a dictionary."
-        ),
-        "param": "training_file",
-    },
-    {
-        "code": "exceeded_max_tokens",
-        "message": (
-            "The job failed because example 57 of the training file exceeds the maximum "
-            "context length of 65536 tokens."
-        ),
-        "param": "training_file",
-    },
-    DEFAULT_ERROR,
-)
 
 # Requested model aliases resolve to a dated snapshot, as the real API does.
 _MODEL_SNAPSHOTS: Final = {
@@ -99,39 +60,6 @@ class InvalidJobState(ValueError):
     """The job's status does not allow the action (cancel a finished job, resume a running one)."""
 
 
-class Step(NamedTuple):
-    """One point of a job's script: from ``at`` seconds on, the job has ``status``.
-
-    ``error`` is the job's ``error`` object while in this step (a failed step without one gets a
-    generic server error); ``fields`` override any other field of the job's JSON in this step.
-    In a script ``at`` counts from the job's creation; inside a job it is unix time.
-    """
-
-    at: float
-    status: str
-    error: Mapping[str, Any] | None = None
-    fields: Mapping[str, Any] | None = None
-
-
-#: A step, or a plain tuple ``(at, status[, error[, fields]])``.
-StepLike = Step | tuple[Any, ...]
-
-
-def coerce_script(script: Sequence[StepLike]) -> list[Step]:
-    """Turn ``script`` into steps, checking that it is non-empty and in time order."""
-    steps = [s if isinstance(s, Step) else Step(*s) for s in script]
-    if not steps:
-        raise ValueError("a script needs at least one step")
-    previous = -math.inf
-    for step in steps:
-        if not isinstance(step.status, str) or not step.status:
-            raise ValueError("every step needs a non-empty status string")
-        if not math.isfinite(float(step.at)) or step.at < previous:
-            raise ValueError("script steps must be in time order")
-        previous = step.at
-    return steps
-
-
 def random_token(rng: random.Random, length: int = 24) -> str:
     """Draw ``length`` alphanumerics from ``rng`` (the tail of an OpenAI-style id)."""
     return "".join(rng.choices(ALPHANUMERIC, k=length))
@@ -146,44 +74,6 @@ def stable_token(*parts: object, length: int = 24) -> str:
 def resolve_model(model: str) -> str:
     """The dated snapshot a model alias names (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``)."""
     return _MODEL_SNAPSHOTS.get(model, model)
-
-
-def random_script(rng: random.Random, failure_rate: float) -> tuple[list[Step], float]:
-    """A seeded progression and its planned training time, in simulated minutes.
-
-    ``validating_files`` for under two minutes, ``queued`` for up to four, ``running`` for three
-    to twenty, then ``succeeded``; with probability ``failure_rate`` it fails part-way through.
-    """
-    validating = round(rng.uniform(20.0, 90.0), 1)
-    queued = round(rng.uniform(30.0, 240.0), 1)
-    train = round(rng.uniform(180.0, 1200.0), 1)
-    started = validating + queued
-    steps = [Step(0.0, "validating_files"), Step(validating, "queued"), Step(started, "running")]
-    if rng.random() < failure_rate:
-        fraction = rng.uniform(0.2, 0.8)
-        error = rng.choice(RUN_FAILURES)
-        steps.append(Step(round(started + train * fraction, 1), "failed", error))
-    else:
-        steps.append(Step(started + train, "succeeded"))
-    return steps, train
-
-
-def planned_train_seconds(steps: Sequence[Step]) -> float:
-    """How long training would take, read from a script.
-
-    A run that ends in ``succeeded`` took exactly the planned time; one that ends otherwise was
-    cut short (it read half its steps); a run with no end takes :data:`DEFAULT_TRAIN_SECONDS`.
-    """
-    ran = 0.0
-    for index, step in enumerate(steps):
-        if step.status != "running":
-            continue
-        if index + 1 == len(steps):
-            return ran + DEFAULT_TRAIN_SECONDS
-        ran += steps[index + 1].at - step.at
-        if steps[index + 1].status == "succeeded" and ran > 0:
-            return ran
-    return ran * 2 if ran > 0 else DEFAULT_TRAIN_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +137,7 @@ class SimJob:
         "train_seconds",
         "training_file",
         "validation_file",
+        "wall",
     )
 
     def __init__(
@@ -268,8 +159,13 @@ class SimJob:
         method: Mapping[str, Any],
         organization_id: str,
         org_slug: str,
+        wall: Callable[[float], float] | None = None,
     ) -> None:
-        """Build a job whose script ``steps`` count from ``created_at``."""
+        """Build a job whose script ``steps`` count from ``created_at``.
+
+        ``wall`` maps the simulated time to the wall-clock time its JSON shows (the identity
+        when None): under an accelerated clock, timestamps would otherwise land in the future.
+        """
         self.id = job_id
         self.created_at = created_at
         self.steps = [s._replace(at=created_at + s.at) for s in steps]
@@ -288,6 +184,11 @@ class SimJob:
         self.org_slug = org_slug
         self.paused_at: float | None = None
         self.paused_rest: list[Step] = []
+        self.wall = wall
+
+    def stamp(self, at: float) -> int:
+        """The API's timestamp (whole unix seconds, on the wall clock) for simulated time ``at``."""
+        return int(self.wall(at) if self.wall is not None else at)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -365,15 +266,16 @@ class SimJob:
         estimated_finish = None
         if status == "running":
             remaining = max(0.0, self.train_seconds - self._run_elapsed(now))
-            estimated_finish = math.ceil(now + remaining)
+            finish = now + remaining
+            estimated_finish = math.ceil(self.wall(finish) if self.wall is not None else finish)
         succeeded = status == "succeeded"
         job: dict[str, Any] = {
             "object": "fine_tuning.job",
             "id": self.id,
-            "created_at": int(self.created_at),
+            "created_at": self.stamp(self.created_at),
             "error": error,
             "fine_tuned_model": self.fine_tuned_model if succeeded else None,
-            "finished_at": int(step.at) if status in TERMINAL_STATUSES else None,
+            "finished_at": self.stamp(step.at) if status in TERMINAL_STATUSES else None,
             "hyperparameters": hyperparameters,
             "model": self.model,
             "organization_id": self.organization_id,
@@ -453,7 +355,7 @@ class SimJob:
                 {
                     "object": "fine_tuning.job.checkpoint",
                     "id": "ftckpt_" + stable_token(self.id, "checkpoint", step_number),
-                    "created_at": int(at),
+                    "created_at": self.stamp(at),
                     "fine_tuned_model_checkpoint": (
                         f"{self.fine_tuned_model}:ckpt-step-{step_number}"
                     ),
@@ -526,7 +428,7 @@ class SimJob:
         return {
             "object": "fine_tuning.job.event",
             "id": "ftevent-" + stable_token(self.id, "event", key),
-            "created_at": int(at),
+            "created_at": self.stamp(at),
             "level": level,
             "message": message,
             "data": data if data is not None else {},

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from .app import Simulator
-from .jobs import Step
+from .scripts import Step
 
 __all__ = [
     "DEMO_DURATION",
