@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +13,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-import watcher.client
-from watcher.client import APIClient, Page, parse_retry_after
+from watcher.client import APIClient, Page
 from watcher.errors import (
     APIError,
     AuthenticationError,
@@ -86,10 +86,12 @@ def make(script: Script, **options: Any) -> tuple[APIClient, Waits]:
     return client, waits
 
 
-@pytest.fixture
-def full_jitter_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pin the jitter draw to its maximum so the backoff ceiling itself is observed."""
-    monkeypatch.setattr(watcher.client, "_jitter", lambda: 1.0)
+class TopDraw(random.Random):
+    """A random source pinned to its maximum, so the backoff ceiling itself is observed."""
+
+    def random(self) -> float:
+        """The largest draw."""
+        return 1.0
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -351,10 +353,9 @@ async def test_retry_after_is_capped_at_max_backoff() -> None:
     assert waits.waits == [10.0]
 
 
-@pytest.mark.usefixtures("full_jitter_ceiling")
 async def test_backoff_doubles_and_is_capped() -> None:
     """Without a hint the backoff ceiling doubles per attempt and stops at max_backoff."""
-    client, waits = make(Script(error(503)), max_attempts=7, max_backoff=3)
+    client, waits = make(Script(error(503)), max_attempts=7, max_backoff=3, rng=TopDraw())
     async with client:
         with pytest.raises(ServerError) as caught:
             await client.list_jobs()
@@ -402,22 +403,6 @@ async def test_requests_sent_counts_every_attempt_across_calls() -> None:
         for _ in range(3):
             await client.list_jobs()
     assert client.requests_sent == 5
-
-
-def test_parse_retry_after_reads_each_form() -> None:
-    """Milliseconds, seconds and HTTP dates are read; nonsense and negatives are ignored."""
-    now = 1_700_000_000.0
-    date = email.utils.formatdate(now + 42, usegmt=True)
-    past = email.utils.formatdate(now - 42, usegmt=True)
-    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
-    assert parse_retry_after({"retry-after": "2.5"}) == 2.5
-    assert parse_retry_after({"retry-after": date}, now=now) == 42.0
-    assert parse_retry_after({"retry-after": past}, now=now) == 0.0
-    assert parse_retry_after({"retry-after-ms": "soon", "retry-after": "3"}) == 3.0
-    assert parse_retry_after({"retry-after": "-1"}) is None
-    assert parse_retry_after({"retry-after": "nan"}) is None
-    assert parse_retry_after({"retry-after": "whenever"}) is None
-    assert parse_retry_after({}) is None
 
 
 # -- final errors --------------------------------------------------------------------------

@@ -61,7 +61,9 @@ EXPECTED = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_retry_after",
     "register_sink",
+    "retry_delay",
     "sink_plugin",
     "unregister_sink",
 ]

@@ -15,6 +15,7 @@ RANKS: dict[str, int] = {
     "clock": 0,
     "durations": 0,
     "http": 0,
+    "retry": 0,
     "serving": 0,
     "logs": 0,
     "wal": 0,
@@ -48,6 +49,7 @@ PLUGIN_ALLOWED = {
     "watcher.models",
     "watcher.http",
     "watcher.durations",
+    "watcher.retry",
 }
 
 

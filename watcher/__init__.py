@@ -48,6 +48,7 @@ from .events import (
     event_id,
 )
 from .models import TERMINAL_STATUSES, FineTuningJob, Hyperparameters, JobError, JobMethod
+from .retry import parse_retry_after, retry_delay
 from .sinks import (
     ENTRY_POINT_GROUP,
     RetryPolicy,
@@ -124,7 +125,9 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_retry_after",
     "register_sink",
+    "retry_delay",
     "sink_plugin",
     "unregister_sink",
 ]

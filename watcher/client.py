@@ -6,11 +6,11 @@ server's ``retry-after-ms`` and ``Retry-After`` hints, and turns every failure i
 typed errors of :mod:`watcher.errors`. A malformed item in a list is logged and skipped; a
 malformed body raises :class:`~watcher.errors.MalformedResponse`; nothing crashes.
 
-The retry loop is written here rather than with ``stamina`` (STYLE.md suggests it): stamina
-sleeps through its own ``asyncio.sleep``/``trio.sleep`` and its testing mode sets every wait to
-zero for the whole process, so a test could neither avoid real sleeps nor see the waits that
-were chosen (that ``Retry-After`` was honoured, that backoff grows and is capped). Its jitter is
-also additive rather than full. Twenty lines of loop with an injected ``sleep`` do both.
+Every wait follows :mod:`watcher.retry`, the one policy of the project (a server's hint is a
+floor on the jittered backoff, here bounded by ``max_backoff``). The loop is written here
+rather than with ``stamina``: stamina sleeps through its own ``asyncio.sleep``/``trio.sleep``
+and its testing mode zeroes every wait for the whole process, so a test could neither avoid
+real sleeps nor see the waits chosen. An injected ``sleep`` and ``rng`` do both.
 
 Secrets: the key lives in a :class:`pydantic.SecretStr` inside an auth object that adds the
 header to each request as it is sent, so it is in no ``repr``, no log line, no error and no
@@ -20,12 +20,9 @@ operation, never a URL.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import random
-import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final, Generic, NoReturn, TypeVar
@@ -54,7 +51,9 @@ from .http import (
     httpx,
 )
 from .models import Checkpoint, FineTuningJob, JobEventRecord
+from .retry import parse_retry_after, retry_delay
 
+# parse_retry_after lives in watcher.retry; it is re-exported here for existing imports.
 __all__ = ["APIClient", "Page", "parse_retry_after"]
 
 log = structlog.get_logger(__name__)
@@ -86,11 +85,6 @@ def _package_version() -> str:
 
 
 USER_AGENT: Final = f"ftwatch/{_package_version()}"
-
-
-def _jitter() -> float:
-    # One seam for the random draw, so a test can pin it and see the backoff ceiling itself.
-    return random.random()
 
 
 @dataclass(frozen=True)
@@ -136,41 +130,6 @@ class _Failure:
     status_code: int | None
     reason: str
     retry_after: float | None = None
-
-
-def _finite_non_negative(value: float) -> float | None:
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Read the server's wait hint in seconds, or None when it gave none that makes sense.
-
-    ``retry-after-ms`` (OpenAI's, in milliseconds) wins over ``Retry-After``, which is either
-    seconds or an HTTP date; a date in the past means "now" (0).
-    """
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            hint = _finite_non_negative(float(raw_ms) / 1000.0)
-        except ValueError:
-            hint = None
-        if hint is not None:
-            return hint
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return _finite_non_negative(float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def _one_line(text: str) -> str:
@@ -226,6 +185,7 @@ class APIClient(AsyncResource):
         http: AsyncClient | None = None,
         transport: AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         """Configure the client; nothing is sent until the first call."""
         if max_attempts < 1:
@@ -251,6 +211,7 @@ class APIClient(AsyncResource):
             self._headers["OpenAI-Project"] = project
         self._timeout = Timeout(timeout)
         self._sleep = sleep if sleep is not None else anyio.sleep
+        self._rng = rng if rng is not None else random.Random()
         self._owns_http = http is None
         self._http = http if http is not None else AsyncClient(transport=transport)
 
@@ -323,12 +284,16 @@ class APIClient(AsyncResource):
         return params
 
     def _backoff(self, attempt: int, hint: float | None) -> float:
-        """The wait before the next attempt: the server's hint, else full-jitter backoff."""
-        if hint is not None:
-            return min(hint, self.max_backoff)
-        # The exponent is bounded so that a large max_attempts cannot overflow the float.
-        ceiling = min(self.max_backoff, INITIAL_BACKOFF * 2.0 ** min(attempt - 1, 60))
-        return ceiling * _jitter()
+        """The wait before the next attempt, by the one rule of :mod:`watcher.retry`."""
+        # The hint is bounded by max_backoff: this wait holds up the source's poll cycle.
+        return retry_delay(
+            attempt,
+            initial=INITIAL_BACKOFF,
+            maximum=self.max_backoff,
+            rng=self._rng,
+            retry_after=hint,
+            retry_after_limit=self.max_backoff,
+        )
 
     async def _request(
         self,

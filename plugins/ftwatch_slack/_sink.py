@@ -12,11 +12,8 @@ Slack's error code, never the webhook URL or the token.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import re
-import time
 from typing import Any, ClassVar, Final, NoReturn
 
 import structlog
@@ -31,6 +28,7 @@ from watcher.http import (
     TimeoutException,
     describe_transport_error,
 )
+from watcher.retry import parse_retry_after
 from watcher.sinks import SinkBase
 
 from ._config import SlackConfig
@@ -108,21 +106,8 @@ _HINTS: Final = {
 
 
 def _retry_after(response: Response) -> float | None:
-    """Slack's ``Retry-After`` in seconds (a number or an HTTP date), or None."""
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        return max(0.0, when.timestamp() - time.time())
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    """Slack's ``Retry-After`` in seconds, read by the project's one retry policy."""
+    return parse_retry_after(response.headers)
 
 
 def _code_of(value: object) -> str | None:
