@@ -162,25 +162,25 @@ async def test_own_http_client_is_closed_by_aclose() -> None:
 async def test_endpoints_use_documented_paths_and_methods() -> None:
     """Each call hits its documented path; the job id is escaped; cancel is a POST."""
     script = Script(
-        httpx.Response(200, json=job("ft/1")),
+        httpx.Response(200, json=job("ft:1")),
         page([{"id": "ev-1", "level": "info", "message": "Created"}]),
         page([{"id": "ck-1", "step_number": 88, "metrics": {"train_loss": 0.4}}]),
-        httpx.Response(200, json=job("ft/1", "cancelled")),
+        httpx.Response(200, json=job("ft:1", "cancelled")),
     )
     client, _ = make(script)
     async with client:
-        got = await client.retrieve_job("ft/1")
-        events = await client.list_job_events("ft/1", limit=5, after="ev-0")
-        checkpoints = await client.list_checkpoints("ft/1")
-        cancelled = await client.cancel_job("ft/1")
+        got = await client.retrieve_job("ft:1")
+        events = await client.list_job_events("ft:1", limit=5, after="ev-0")
+        checkpoints = await client.list_checkpoints("ft:1")
+        cancelled = await client.cancel_job("ft:1")
     seen = [(r.method, r.url.raw_path.decode()) for r in script.requests]
     assert seen == [
-        ("GET", "/v1/fine_tuning/jobs/ft%2F1"),
-        ("GET", "/v1/fine_tuning/jobs/ft%2F1/events?limit=5&after=ev-0"),
-        ("GET", "/v1/fine_tuning/jobs/ft%2F1/checkpoints?limit=10"),
-        ("POST", "/v1/fine_tuning/jobs/ft%2F1/cancel"),
+        ("GET", "/v1/fine_tuning/jobs/ft%3A1"),
+        ("GET", "/v1/fine_tuning/jobs/ft%3A1/events?limit=5&after=ev-0"),
+        ("GET", "/v1/fine_tuning/jobs/ft%3A1/checkpoints?limit=10"),
+        ("POST", "/v1/fine_tuning/jobs/ft%3A1/cancel"),
     ]
-    assert got == FineTuningJob(id="ft/1", status="running")
+    assert got == FineTuningJob(id="ft:1", status="running")
     assert events.items[0] == JobEventRecord(id="ev-1", level="info", message="Created")
     assert checkpoints.items[0] == Checkpoint(
         id="ck-1", step_number=88, metrics={"train_loss": 0.4}
@@ -192,7 +192,7 @@ async def test_empty_job_id_is_refused() -> None:
     """An empty job id is a programming error, not a request to the list endpoint."""
     client, _ = make(Script(page([])))
     async with client:
-        with pytest.raises(ValueError, match="job_id"):
+        with pytest.raises(ValueError, match="not a job id"):
             await client.retrieve_job("")
 
 

@@ -20,6 +20,7 @@ RANKS: dict[str, int] = {
     "logs": 0,
     "wal": 0,
     "models": 1,
+    "payload": 1,
     "events": 2,
     "diff": 3,
     "sinks": 3,
