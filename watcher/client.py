@@ -21,7 +21,6 @@ operation, never a URL.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -56,11 +55,18 @@ from .http import (
     httpx,
 )
 from .models import Checkpoint, FineTuningJob, JobEventRecord
-from .payload import PayloadError, RawPage, parse_document, parse_page
+from .payload import (
+    PayloadError,
+    RawPage,
+    api_error_message,
+    is_plain_id,
+    parse_document,
+    parse_page,
+)
 from .retry import parse_retry_after, retry_delay
 
 # parse_retry_after lives in watcher.retry; it is re-exported here for existing imports.
-__all__ = ["APIClient", "Page", "is_plain_id", "parse_retry_after"]
+__all__ = ["APIClient", "Page", "parse_retry_after"]
 
 log = structlog.get_logger(__name__)
 
@@ -75,10 +81,6 @@ INITIAL_BACKOFF: Final = 0.5
 DEFAULT_MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 #: The most bytes of one job or list item (``max_job_bytes``).
 DEFAULT_MAX_JOB_BYTES: Final = 1024 * 1024
-#: What a job id may be: a plain token, so that it can only ever name one path segment.
-_PLAIN_ID: Final = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,199}")
-#: The longest an error message taken from a response body may be.
-_MAX_MESSAGE: Final = 300
 
 # Transport failures where sending again can help. Others (an unsupported scheme, a request
 # httpx itself refuses to build, a proxy misconfiguration) would fail the same way every time.
@@ -142,34 +144,6 @@ class _Failure:
     status_code: int | None
     reason: str
     retry_after: float | None = None
-
-
-def is_plain_id(value: str) -> bool:
-    """True when ``value`` can be a job id: 1-200 letters, digits, ``_-.:``, not starting with
-    ``.``, so ``.``, ``..`` and anything with a slash are refused before a URL is built."""
-    return _PLAIN_ID.fullmatch(value) is not None
-
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 3] + "..."
-
-
-def _api_message(response: Answer) -> str | None:
-    """OpenAI's own error message from an error body, or None when there is none."""
-    try:
-        body = parse_document(response.content)
-    except PayloadError:
-        return None
-    if not isinstance(body, dict):
-        return None
-    error = body.get("error")
-    if isinstance(error, dict):
-        error = error.get("message")
-    if not isinstance(error, str) or not error.strip():
-        message = body.get("message")
-        error = message if isinstance(message, str) else None
-    return _one_line(error) if error and error.strip() else None
 
 
 def _reason(exc: ValidationError) -> str:
@@ -415,7 +389,7 @@ class APIClient(AsyncResource):
                 source=self.source,
                 status_code=status,
             )
-        message = _api_message(response)
+        message = api_error_message(response.content)
         if message is not None:
             message = self._auth.redact(message)
         detail = f": {message.rstrip('.')}" if message else ""

@@ -20,7 +20,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["PayloadError", "RawItem", "RawPage", "parse_document", "parse_page"]
+__all__ = [
+    "PayloadError",
+    "RawItem",
+    "RawPage",
+    "api_error_message",
+    "is_plain_id",
+    "parse_document",
+    "parse_page",
+]
 
 _DECODER: Final = json.JSONDecoder()
 _WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
@@ -32,6 +40,10 @@ _SCALAR: Final = re.compile(r"[^,\]}\s]+")
 _ID: Final = re.compile(r'"id"\s*:\s*"([A-Za-z0-9_.:-]{1,200})"')
 # How much of an undecodable item's text is searched for its id.
 _ID_WINDOW: Final = 65536
+#: What a job id may be: a plain token, so that it can only ever name one path segment.
+_PLAIN_ID: Final = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,199}")
+#: The longest an error message taken from a response body may be.
+_MAX_MESSAGE: Final = 300
 
 
 class PayloadError(ValueError):
@@ -246,3 +258,31 @@ def parse_page(data: bytes, *, max_item_bytes: int) -> RawPage:
     if items is None:
         raise PayloadError("JSON that has no data list")
     return RawPage(items, has_more, last_id)
+
+
+def is_plain_id(value: str) -> bool:
+    """True when ``value`` can be a job id: 1-200 letters, digits, ``_-.:``, not starting with
+    ``.``, so ``.``, ``..`` and anything with a slash are refused before a URL is built."""
+    return _PLAIN_ID.fullmatch(value) is not None
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 3] + "..."
+
+
+def api_error_message(data: bytes) -> str | None:
+    """OpenAI's own error message from an error body, on one short line; None when none."""
+    try:
+        body = parse_document(data)
+    except PayloadError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict):
+        error = error.get("message")
+    if not isinstance(error, str) or not error.strip():
+        message = body.get("message")
+        error = message if isinstance(message, str) else None
+    return _one_line(error) if error and error.strip() else None
