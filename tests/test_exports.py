@@ -18,6 +18,7 @@ EXPECTED = [
     "Event",
     "FineTuningJob",
     "Hyperparameters",
+    "InvalidJobId",
     "JobCancelled",
     "JobCreated",
     "JobError",
