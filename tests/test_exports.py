@@ -18,6 +18,7 @@ EXPECTED = [
     "Event",
     "FineTuningJob",
     "Hyperparameters",
+    "InvalidJobId",
     "JobCancelled",
     "JobCreated",
     "JobError",
@@ -61,7 +62,9 @@ EXPECTED = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_retry_after",
     "register_sink",
+    "retry_delay",
     "sink_plugin",
     "unregister_sink",
 ]

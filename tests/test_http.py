@@ -56,7 +56,9 @@ async def post_all(pool: ClientPerRequest, url: str, n: int) -> list[int]:
     statuses: list[int] = []
 
     async def one(i: int) -> None:
-        response = await pool.post(url, content=b'{"n":%d}' % i, headers={"x-n": str(i)})
+        response = await pool.post(
+            url, content=b'{"n":%d}' % i, headers={"x-n": str(i)}, deadline=5
+        )
         statuses.append(response.status_code)
 
     async with anyio.create_task_group() as tg:
@@ -95,7 +97,7 @@ async def test_one_request_at_a_time_uses_one_connection() -> None:
         pool = ClientPerRequest(timeout=5)
         try:
             for i in range(5):
-                response = await pool.post(url, content=b"{}", headers={"x-n": str(i)})
+                response = await pool.post(url, content=b"{}", headers={"x-n": str(i)}, deadline=5)
                 assert response.status_code == 200
         finally:
             await pool.aclose()
@@ -108,11 +110,11 @@ async def test_a_closed_pool_refuses_to_post() -> None:
     app = PortRecorder()
     async with serve_asgi(app) as url:
         pool = ClientPerRequest(timeout=5)
-        await pool.post(url, content=b"{}", headers={})
+        await pool.post(url, content=b"{}", headers={}, deadline=5)
         await pool.aclose()
         await pool.aclose()
         with pytest.raises(RuntimeError, match="closed"):
-            await pool.post(url, content=b"{}", headers={})
+            await pool.post(url, content=b"{}", headers={}, deadline=5)
     assert len(app.ports) == 1
 
 
@@ -134,7 +136,7 @@ async def test_an_untrusted_certificate_is_refused(tls_files: tuple[trustme.CA, 
         pool = ClientPerRequest(timeout=5)
         try:
             with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-                await pool.post(url, content=b"{}", headers={})
+                await pool.post(url, content=b"{}", headers={}, deadline=5)
         finally:
             await pool.aclose()
     assert app.ports == []

@@ -31,6 +31,7 @@ PUBLIC_MODULES = frozenset(
         "watcher.events",
         "watcher.http",
         "watcher.models",
+        "watcher.retry",
         "watcher.sinks",
     }
 )

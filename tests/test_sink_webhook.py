@@ -23,7 +23,7 @@ from openai.types.webhooks import (
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from ftwatch_webhook import WebhookConfig, WebhookSink, parse_retry_after, redact_url
+from ftwatch_webhook import WebhookConfig, WebhookSink, redact_url
 from watcher.diff import diff
 from watcher.errors import SinkDisabled, SinkError, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent
@@ -328,18 +328,6 @@ async def test_retry_after_is_carried(served: tuple[RecordingReceiver, str]) -> 
             with pytest.raises(SinkUnavailable) as caught:
                 await sink.send(_event("fine_tuning.job.succeeded"))
             assert caught.value.retry_after == 7.0
-
-
-def test_parse_retry_after_reads_seconds_and_dates() -> None:
-    """Retry-After is read as delay-seconds or an HTTP date; garbage and past dates are safe."""
-    now = 1_445_412_450.0  # 30 s before Wed, 21 Oct 2015 07:28:00 GMT
-    assert parse_retry_after("120", now) == 120.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now) == 30.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now + 60) == 0.0
-    assert parse_retry_after("-5", now) == 0.0
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after("nan", now) is None
-    assert parse_retry_after(None, now) is None
 
 
 async def test_same_id_on_every_attempt(served: tuple[RecordingReceiver, str]) -> None:

@@ -33,6 +33,7 @@ from .errors import (
     APIError,
     AuthenticationError,
     ConfigError,
+    InvalidJobId,
     MalformedResponse,
     NotFoundError,
     PluginError,
@@ -58,6 +59,7 @@ from .events import (
     event_id,
 )
 from .models import TERMINAL_STATUSES, FineTuningJob, Hyperparameters, JobError, JobMethod
+from .retry import parse_retry_after, retry_delay
 from .sinks import (
     ENTRY_POINT_GROUP,
     RetryPolicy,
@@ -91,6 +93,7 @@ __all__ = [
     "Event",
     "FineTuningJob",
     "Hyperparameters",
+    "InvalidJobId",
     "JobCancelled",
     "JobCreated",
     "JobError",
@@ -134,7 +137,9 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "parse_retry_after",
     "register_sink",
+    "retry_delay",
     "sink_plugin",
     "unregister_sink",
 ]

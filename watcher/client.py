@@ -6,11 +6,11 @@ server's ``retry-after-ms`` and ``Retry-After`` hints, and turns every failure i
 typed errors of :mod:`watcher.errors`. A malformed item in a list is logged and skipped; a
 malformed body raises :class:`~watcher.errors.MalformedResponse`; nothing crashes.
 
-The retry loop is written here rather than with ``stamina`` (STYLE.md suggests it): stamina
-sleeps through its own ``asyncio.sleep``/``trio.sleep`` and its testing mode sets every wait to
-zero for the whole process, so a test could neither avoid real sleeps nor see the waits that
-were chosen (that ``Retry-After`` was honoured, that backoff grows and is capped). Its jitter is
-also additive rather than full. Twenty lines of loop with an injected ``sleep`` do both.
+Every wait follows :mod:`watcher.retry`, the one policy of the project (a server's hint is a
+floor on the jittered backoff, here bounded by ``max_backoff``). The loop is written here
+rather than with ``stamina``: stamina sleeps through its own ``asyncio.sleep``/``trio.sleep``
+and its testing mode zeroes every wait for the whole process, so a test could neither avoid
+real sleeps nor see the waits chosen. An injected ``sleep`` and ``rng`` do both.
 
 Secrets: the key lives in a :class:`pydantic.SecretStr` inside an auth object that adds the
 header to each request as it is sent, so it is in no ``repr``, no log line, no error and no
@@ -20,15 +20,11 @@ operation, never a URL.
 
 from __future__ import annotations
 
-import email.utils
-import json
-import math
 import random
-import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Final, Generic, NoReturn, TypeVar
+from typing import Final, Generic, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -39,22 +35,37 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from .errors import (
     APIError,
     AuthenticationError,
+    InvalidJobId,
     MalformedResponse,
     NotFoundError,
     RateLimited,
     ServerError,
 )
 from .http import (
+    Answer,
     AsyncBaseTransport,
     AsyncClient,
+    DeadlineExceeded,
     Request,
     Response,
+    ResponseTooLarge,
     Timeout,
     TimeoutException,
+    fetch,
     httpx,
 )
 from .models import Checkpoint, FineTuningJob, JobEventRecord
+from .payload import (
+    PayloadError,
+    RawPage,
+    api_error_message,
+    is_plain_id,
+    parse_document,
+    parse_page,
+)
+from .retry import parse_retry_after, retry_delay
 
+# parse_retry_after lives in watcher.retry; it is re-exported here for existing imports.
 __all__ = ["APIClient", "Page", "parse_retry_after"]
 
 log = structlog.get_logger(__name__)
@@ -66,8 +77,10 @@ M = TypeVar("M", bound=BaseModel)
 RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 #: The first backoff ceiling in seconds; it doubles per attempt up to ``max_backoff``.
 INITIAL_BACKOFF: Final = 0.5
-#: The longest an error message taken from a response body may be.
-_MAX_MESSAGE: Final = 300
+#: The most bytes of one answer read, once decompressed (``max_response_bytes``).
+DEFAULT_MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
+#: The most bytes of one job or list item (``max_job_bytes``).
+DEFAULT_MAX_JOB_BYTES: Final = 1024 * 1024
 
 # Transport failures where sending again can help. Others (an unsupported scheme, a request
 # httpx itself refuses to build, a proxy misconfiguration) would fail the same way every time.
@@ -86,11 +99,6 @@ def _package_version() -> str:
 
 
 USER_AGENT: Final = f"ftwatch/{_package_version()}"
-
-
-def _jitter() -> float:
-    # One seam for the random draw, so a test can pin it and see the backoff ceiling itself.
-    return random.random()
 
 
 @dataclass(frozen=True)
@@ -138,63 +146,6 @@ class _Failure:
     retry_after: float | None = None
 
 
-def _finite_non_negative(value: float) -> float | None:
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Read the server's wait hint in seconds, or None when it gave none that makes sense.
-
-    ``retry-after-ms`` (OpenAI's, in milliseconds) wins over ``Retry-After``, which is either
-    seconds or an HTTP date; a date in the past means "now" (0).
-    """
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            hint = _finite_non_negative(float(raw_ms) / 1000.0)
-        except ValueError:
-            hint = None
-        if hint is not None:
-            return hint
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return _finite_non_negative(float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 3] + "..."
-
-
-def _api_message(response: Response) -> str | None:
-    """OpenAI's own error message from an error body, or None when there is none."""
-    try:
-        body = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(body, dict):
-        return None
-    error = body.get("error")
-    if isinstance(error, dict):
-        error = error.get("message")
-    if not isinstance(error, str) or not error.strip():
-        message = body.get("message")
-        error = message if isinstance(message, str) else None
-    return _one_line(error) if error and error.strip() else None
-
-
 def _reason(exc: ValidationError) -> str:
     # Field locations and error kinds only: pydantic's own message quotes the input.
     parts = []
@@ -208,8 +159,13 @@ class APIClient(AsyncResource):
     """An async client for one source speaking OpenAI's ``/fine_tuning/jobs`` protocol.
 
     Give it an ``http`` client to share a connection pool (it is then not closed here), or a
-    ``transport`` to drive it from tests or from the simulator. ``timeout`` applies to every
-    request either way. Use it as an async context manager, or call :meth:`aclose`.
+    ``transport`` to drive it from tests or from the simulator. ``timeout`` bounds every
+    request as a whole (connect, send and the whole answer), either way: one that takes
+    longer is retried like any transient failure. An answer's body is read decompressed up to
+    ``max_response_bytes`` (32 MiB by default), and one job or list item may be at most
+    ``max_job_bytes`` (1 MiB): a larger answer is a :class:`~watcher.errors.MalformedResponse`,
+    a larger item is skipped like any malformed one. ``rng`` is the random source of the
+    backoff's jitter. Use it as an async context manager, or call :meth:`aclose`.
     """
 
     def __init__(
@@ -223,9 +179,12 @@ class APIClient(AsyncResource):
         timeout: float = 30.0,
         max_attempts: int = 5,
         max_backoff: float = 60.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_job_bytes: int = DEFAULT_MAX_JOB_BYTES,
         http: AsyncClient | None = None,
         transport: AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         """Configure the client; nothing is sent until the first call."""
         if max_attempts < 1:
@@ -234,11 +193,17 @@ class APIClient(AsyncResource):
             raise ValueError("max_backoff must not be negative")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if max_response_bytes < 1 or max_job_bytes < 1:
+            raise ValueError("max_response_bytes and max_job_bytes must be positive")
         if http is not None and transport is not None:
             raise ValueError("pass either http or transport, not both")
         self.source = source
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
+        #: The most bytes of one answer read, decompressed; a larger one is malformed.
+        self.max_response_bytes = max_response_bytes
+        #: The most bytes of one job (or list item); a larger one is skipped as malformed.
+        self.max_job_bytes = max_job_bytes
         #: HTTP requests actually sent, retries included.
         self.requests_sent = 0
         self._base_url = base_url.rstrip("/")
@@ -250,7 +215,10 @@ class APIClient(AsyncResource):
         if project:
             self._headers["OpenAI-Project"] = project
         self._timeout = Timeout(timeout)
+        # httpx's timeout is per connect, read or write; this bounds a whole request.
+        self._deadline = timeout
         self._sleep = sleep if sleep is not None else anyio.sleep
+        self._rng = rng if rng is not None else random.Random()
         self._owns_http = http is None
         self._http = http if http is not None else AsyncClient(transport=transport)
 
@@ -309,10 +277,14 @@ class APIClient(AsyncResource):
 
     # -- requests and retries ----------------------------------------------------------------
 
-    @staticmethod
-    def _job_path(job_id: str) -> str:
-        if not job_id:
-            raise ValueError("job_id must not be empty")
+    def _job_path(self, job_id: str) -> str:
+        if not is_plain_id(job_id):
+            # Refused before any URL is built: "." or ".." would address another endpoint.
+            raise InvalidJobId(
+                f"{job_id[:80]!r} is not a job id for source {self.source!r}; a job id is "
+                "letters, digits, '_', '-', '.' and ':' and does not start with '.'.",
+                source=self.source,
+            )
         return f"/fine_tuning/jobs/{quote(job_id, safe='')}"
 
     @staticmethod
@@ -323,12 +295,16 @@ class APIClient(AsyncResource):
         return params
 
     def _backoff(self, attempt: int, hint: float | None) -> float:
-        """The wait before the next attempt: the server's hint, else full-jitter backoff."""
-        if hint is not None:
-            return min(hint, self.max_backoff)
-        # The exponent is bounded so that a large max_attempts cannot overflow the float.
-        ceiling = min(self.max_backoff, INITIAL_BACKOFF * 2.0 ** min(attempt - 1, 60))
-        return ceiling * _jitter()
+        """The wait before the next attempt, by the one rule of :mod:`watcher.retry`."""
+        # The hint is bounded by max_backoff: this wait holds up the source's poll cycle.
+        return retry_delay(
+            attempt,
+            initial=INITIAL_BACKOFF,
+            maximum=self.max_backoff,
+            rng=self._rng,
+            retry_after=hint,
+            retry_after_limit=self.max_backoff,
+        )
 
     async def _request(
         self,
@@ -337,24 +313,35 @@ class APIClient(AsyncResource):
         operation: str,
         *,
         params: dict[str, str | int] | None = None,
-    ) -> tuple[Any, int]:
-        """Send one call with retries; return its parsed JSON body and its status."""
+    ) -> Answer:
+        """Send one call with retries; return its 2xx answer, body read and size-checked."""
         url = self._base_url + path
         attempt = 0
         while True:
             attempt += 1
             self.requests_sent += 1
             try:
-                response = await self._http.request(
+                response = await fetch(
+                    self._http,
                     method,
                     url,
+                    deadline=self._deadline,
+                    max_bytes=self.max_response_bytes,
                     params=params,
                     headers=self._headers,
                     auth=self._auth,
                     timeout=self._timeout,
                 )
+            except DeadlineExceeded as exc:
+                failure = _Failure(None, str(exc))
             except _RETRYABLE_TRANSPORT_ERRORS as exc:
                 failure = _Failure(None, type(exc).__name__)
+            except ResponseTooLarge:
+                what = f"with a body larger than max_response_bytes ({self.max_response_bytes})"
+                raise self._malformed(operation, what, None) from None
+            except httpx.DecodingError:
+                what = "with a body that cannot be decompressed"
+                raise self._malformed(operation, what, None) from None
             except httpx.HTTPError as exc:
                 # Chaining is cut on purpose: an httpx error's message may hold a URL.
                 raise APIError(
@@ -365,7 +352,7 @@ class APIClient(AsyncResource):
             else:
                 checked = self._check(response, operation)
                 if checked is None:
-                    return self._json(response, operation), response.status_code
+                    return response
                 failure = checked
             if attempt >= self.max_attempts:
                 self._give_up(failure, operation, attempt)
@@ -382,7 +369,7 @@ class APIClient(AsyncResource):
             )
             await self._sleep(delay)
 
-    def _check(self, response: Response, operation: str) -> _Failure | None:
+    def _check(self, response: Answer, operation: str) -> _Failure | None:
         """None for a 2xx, a failure worth retrying, or raise for an answer that is final."""
         status = response.status_code
         if 200 <= status < 300:
@@ -402,7 +389,7 @@ class APIClient(AsyncResource):
                 source=self.source,
                 status_code=status,
             )
-        message = _api_message(response)
+        message = api_error_message(response.content)
         if message is not None:
             message = self._auth.redact(message)
         detail = f": {message.rstrip('.')}" if message else ""
@@ -433,64 +420,78 @@ class APIClient(AsyncResource):
 
     # -- parsing -----------------------------------------------------------------------------
 
-    def _malformed(self, operation: str, what: str, status: int) -> MalformedResponse:
+    def _malformed(self, operation: str, what: str, status: int | None) -> MalformedResponse:
         return MalformedResponse(
             f"{operation} for source {self.source!r} answered {what}.",
             source=self.source,
             status_code=status,
         )
 
-    def _json(self, response: Response, operation: str) -> Any:
+    def _not_html(self, response: Answer, operation: str) -> None:
         content_type = response.headers.get("content-type", "").lower()
         text_start = response.content.lstrip()[:1]
-        status = response.status_code
         if "html" in content_type or text_start == b"<":
-            raise self._malformed(operation, "with an HTML page instead of JSON", status)
-        try:
-            return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            raise self._malformed(operation, "with a body that is not JSON", status) from None
+            what = "with an HTML page instead of JSON"
+            raise self._malformed(operation, what, response.status_code)
 
-    def _job(self, answer: tuple[Any, int], operation: str) -> FineTuningJob:
-        body, status = answer
+    def _job(self, response: Answer, operation: str) -> FineTuningJob:
+        self._not_html(response, operation)
         try:
-            return FineTuningJob.model_validate(body)
+            body = parse_document(response.content, max_bytes=self.max_job_bytes)
+        except PayloadError as exc:
+            raise self._malformed(operation, f"with {exc}", response.status_code) from None
+        try:
+            job = FineTuningJob.model_validate(body)
         except ValidationError:
             what = "with no job that has a valid id and status"
-            raise self._malformed(operation, what, status) from None
+            raise self._malformed(operation, what, response.status_code) from None
+        if not is_plain_id(job.id):
+            what = "with a job whose id is not a plain token"
+            raise self._malformed(operation, what, response.status_code)
+        return job
 
-    def _page(self, answer: tuple[Any, int], model: type[M], operation: str) -> Page[M]:
-        body, status = answer
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise self._malformed(operation, "with JSON that has no data list", status)
-        raw: list[Any] = body["data"]
+    def _page(self, response: Answer, model: type[M], operation: str) -> Page[M]:
+        self._not_html(response, operation)
+        try:
+            page = parse_page(response.content, max_item_bytes=self.max_job_bytes)
+        except PayloadError as exc:
+            raise self._malformed(operation, f"with {exc}", response.status_code) from None
         items: list[M] = []
         skipped = 0
-        for index, item in enumerate(raw):
-            try:
-                items.append(model.model_validate(item))
-            except ValidationError as exc:
+        for index, raw in enumerate(page.items):
+            reason = raw.error
+            if reason is None:
+                try:
+                    item = model.model_validate(raw.value)
+                except ValidationError as exc:
+                    reason = _reason(exc)
+                else:
+                    # An id becomes part of a URL path later: it must be a plain token.
+                    if model is FineTuningJob and not is_plain_id(raw.id or ""):
+                        reason = "id: not a plain token"
+                    else:
+                        items.append(item)
+            if reason is not None:
                 skipped += 1
                 log.warning(
                     "api_item_skipped",
                     source=self.source,
                     operation=operation,
                     index=index,
-                    reason=_reason(exc),
+                    reason=reason,
                 )
         return Page(
             items=items,
-            has_more=body.get("has_more") is True,
-            last_id=self._last_id(raw, body),
+            has_more=page.has_more,
+            last_id=self._last_id(page),
             skipped=skipped,
         )
 
     @staticmethod
-    def _last_id(raw: list[Any], body: dict[str, Any]) -> str | None:
+    def _last_id(page: RawPage) -> str | None:
         # The cursor is the last raw item's id, even if that item was skipped; an item with no
         # usable id cannot be a cursor, so the one before it (or the body's own last_id) is.
-        for item in reversed(raw):
-            if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
-                return str(item["id"])
-        last = body.get("last_id")
-        return last if isinstance(last, str) and last else None
+        for item in reversed(page.items):
+            if item.id:
+                return item.id
+        return page.last_id

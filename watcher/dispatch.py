@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .clock import Clock, SystemClock, sleep_or_wake
 from .errors import SinkDisabled, SinkRejected, SinkUnavailable, StoreError
 from .events import BaseEvent, event_from_envelope
+from .retry import retry_delay
 from .sinks import Sink, SinkConfig
 from .store import Delivery, Store
 
@@ -51,16 +52,13 @@ def backoff_delay(
     rng: random.Random,
     retry_after: float | None = None,
 ) -> float:
-    """Seconds to wait before attempt ``attempts + 1``: full jitter over an exponential ceiling.
+    """Seconds to wait before attempt ``attempts + 1``, by the one rule of :mod:`watcher.retry`.
 
-    A receiver's own ``Retry-After`` is a floor, even above ``maximum``: waiting less would
-    only be refused again. (The caller bounds it, so a receiver cannot park an event forever.)
+    Full jitter over an exponential ceiling; a receiver's own ``Retry-After`` is a floor, even
+    above ``maximum``: waiting less would only be refused again. (The caller bounds it, so a
+    receiver cannot park an event forever.)
     """
-    ceiling = min(maximum, initial * (2 ** max(0, attempts - 1)))
-    delay = rng.uniform(0.0, ceiling)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return delay
+    return retry_delay(attempts, initial=initial, maximum=maximum, rng=rng, retry_after=retry_after)
 
 
 class SinkWorker:

@@ -9,6 +9,7 @@
     ├── APIError                 the fine-tuning API answered with an error
     │   ├── AuthenticationError  401 or 403: fatal for that source
     │   ├── NotFoundError        404: the job does not exist
+    │   │   └── InvalidJobId     not a plain token (".", "..", a slash): never sent
     │   ├── RateLimited          429 after every retry; carries ``retry_after``
     │   ├── ServerError          5xx or a connection failure after every retry
     │   └── MalformedResponse    the body is not the JSON we expect
@@ -27,6 +28,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "ConfigError",
+    "InvalidJobId",
     "MalformedResponse",
     "NotFoundError",
     "PluginError",
@@ -77,6 +79,11 @@ class AuthenticationError(APIError):
 
 class NotFoundError(APIError):
     """The API does not know the job (404)."""
+
+
+class InvalidJobId(NotFoundError, ValueError):
+    """A job id that is not a plain token (``.``, ``..``, a slash...): refused before any URL is
+    built, as no job can have it. A :class:`ValueError` too, for callers that passed it."""
 
 
 class RateLimited(APIError):

@@ -7,13 +7,17 @@ request log, which would print every URL at INFO, and a Slack webhook URL is a s
 
 from __future__ import annotations
 
+import email.message
 import errno
 import logging
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
-from typing import Any
+import zlib
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
+import anyio
 import httpx
 from httpx import (
     ASGITransport,
@@ -31,11 +35,14 @@ from httpx import (
 )
 
 __all__ = [
+    "SINK_ANSWER_BYTES",
     "ASGITransport",
+    "Answer",
     "AsyncBaseTransport",
     "AsyncClient",
     "ClientPerRequest",
     "ConnectError",
+    "DeadlineExceeded",
     "HTTPError",
     "Limits",
     "MockTransport",
@@ -44,7 +51,9 @@ __all__ = [
     "Timeout",
     "TimeoutException",
     "TransportError",
+    "ResponseTooLarge",
     "describe_transport_error",
+    "fetch",
     "httpx",
     "quiet_http_logs",
 ]
@@ -112,6 +121,158 @@ def describe_transport_error(exc: BaseException, peer: str = "the receiver") -> 
     return f"the request to {peer} failed ({type(exc).__name__})"
 
 
+#: The most a sink reads of a receiver's answer: it needs the status and a short reason only.
+SINK_ANSWER_BYTES: Final = 4096
+
+
+class DeadlineExceeded(TimeoutException):
+    """The whole request (connect, send and the whole answer) took longer than its deadline.
+
+    A :class:`TimeoutException`, so whoever retries timeouts retries this one too. Its message
+    names the deadline only, never the URL.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(f"timed out: no whole answer within {deadline:g}s")
+        self.deadline = deadline
+
+
+class ResponseTooLarge(Exception):
+    """An answer's body, once decompressed, is larger than the caller's ``limit`` in bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than {limit} bytes")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response read by :func:`fetch`: its status, its headers and (at most) its body."""
+
+    status_code: int
+    headers: httpx.Headers
+    #: The decompressed body, at most the limit given to :func:`fetch`.
+    content: bytes
+    #: True when the body was longer than the limit and only its start was kept.
+    truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        """The body as text, in the charset the response names (UTF-8 by default)."""
+        message = email.message.Message()
+        message["content-type"] = self.headers.get("content-type", "")
+        charset = message.get_content_charset() or "utf-8"
+        try:
+            return self.content.decode(charset, errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.content.decode("utf-8", errors="replace")
+
+
+def _inflater(encoding: str) -> Any:
+    """A bounded decompressor for ``encoding``, None for identity; raise for other encodings."""
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if encoding == "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS)
+    raise LookupError(encoding)
+
+
+async def _read_limited(response: Response, limit: int, *, truncate: bool) -> tuple[bytes, bool]:
+    """Read ``response``'s decompressed body up to ``limit`` bytes: (body, truncated).
+
+    gzip and deflate (what httpx asks for) are decompressed here, never more than ``limit + 1``
+    bytes at a time, so a small compressed body cannot expand into memory beyond the limit
+    (httpx's own decoder inflates each network chunk whole: ~64 MB from 64 KiB of a gzip bomb).
+    Other encodings go through httpx's decoders, still stopped at the limit.
+    """
+    try:
+        # A response built whole in memory (a MockTransport's) was read and decoded already.
+        body = bytearray(response.content)
+    except httpx.ResponseNotRead:
+        pass
+    else:
+        if len(body) > limit:
+            if truncate:
+                return bytes(body[:limit]), True
+            raise ResponseTooLarge(limit)
+        return bytes(body), False
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    try:
+        inflater = _inflater(encoding)
+        chunks: AsyncIterator[bytes] = response.aiter_raw()
+    except LookupError:
+        inflater = None
+        chunks = response.aiter_bytes()
+    body = bytearray()
+    inflated = False
+    async for chunk in chunks:
+        data = chunk
+        while data:
+            room = limit - len(body) + 1
+            if inflater is None:
+                out, data = data[:room], data[room:]
+            else:
+                try:
+                    out = inflater.decompress(data, room)
+                    inflated = True
+                except zlib.error:
+                    if encoding == "deflate" and not inflated:
+                        # Some servers send raw deflate without the zlib header; httpx allows it.
+                        inflated = True  # one fallback only
+                        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                        continue
+                    raise httpx.DecodingError(f"the {encoding} body is damaged") from None
+                data = inflater.unconsumed_tail
+            body += out
+            if len(body) > limit:
+                break
+        if len(body) > limit:
+            break
+    else:
+        if inflater is not None:
+            try:
+                body += inflater.flush()  # what zlib still holds: at most its 32 KiB window
+            except zlib.error:
+                raise httpx.DecodingError(f"the {encoding} body is damaged") from None
+    if len(body) > limit:
+        if truncate:
+            return bytes(body[:limit]), True
+        raise ResponseTooLarge(limit)
+    return bytes(body), False
+
+
+async def fetch(
+    client: AsyncClient,
+    method: str,
+    url: str,
+    *,
+    deadline: float,
+    max_bytes: int,
+    truncate: bool = False,
+    **options: Any,
+) -> Answer:
+    """Send one request on ``client`` and read its answer, all within ``deadline`` seconds.
+
+    httpx's own timeouts are per connect, read or write, so a server sending one byte a second
+    never trips them; ``deadline`` bounds the whole exchange (connect, send, the whole body)
+    and raises :class:`DeadlineExceeded` (a :class:`TimeoutException`) when it passes. The
+    body is read decompressed up to ``max_bytes``: beyond it, :class:`ResponseTooLarge` is
+    raised, or with ``truncate`` the first ``max_bytes`` are kept and the rest is never read.
+    ``options`` are those of :meth:`AsyncClient.stream` (``params``, ``headers``,
+    ``content``, ``auth``, ``timeout``...). A damaged compressed body raises
+    :class:`httpx.DecodingError`.
+    """
+    try:
+        with anyio.fail_after(deadline):
+            async with client.stream(method, url, **options) as response:
+                content, truncated = await _read_limited(response, max_bytes, truncate=truncate)
+    except TimeoutError:
+        raise DeadlineExceeded(deadline) from None
+    return Answer(response.status_code, response.headers, content, truncated)
+
+
 class ClientPerRequest:
     """HTTP clients of one keep-alive connection each, each lent to one request at a time.
 
@@ -130,14 +291,35 @@ class ClientPerRequest:
         self._all: list[AsyncClient] = []
         self._closed = False
 
-    async def post(self, url: str, *, content: bytes, headers: Mapping[str, str]) -> Response:
-        """POST ``content`` on a client no other request is using; return the read response."""
+    async def post(
+        self,
+        url: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str],
+        deadline: float,
+        max_bytes: int = SINK_ANSWER_BYTES,
+    ) -> Answer:
+        """POST ``content`` on a client no other request is using; return its answer.
+
+        As :func:`fetch`: the whole exchange within ``deadline`` seconds, and at most
+        ``max_bytes`` of the answer's body read (the rest is dropped, unread).
+        """
         if self._closed:
             raise RuntimeError("this HTTP client pool is closed")
         # Last in, first out: the client used most recently has a live connection.
         client = self._free.pop() if self._free else self._new_client()
         try:
-            return await client.post(url, content=content, headers=headers)
+            return await fetch(
+                client,
+                "POST",
+                url,
+                content=content,
+                headers=headers,
+                deadline=deadline,
+                max_bytes=max_bytes,
+                truncate=True,
+            )
         finally:
             self._free.append(client)
 

@@ -12,11 +12,8 @@ Slack's error code, never the webhook URL or the token.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import re
-import time
 from typing import Any, ClassVar, Final, NoReturn
 
 import structlog
@@ -24,13 +21,16 @@ import structlog
 from watcher.errors import SinkDisabled, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent
 from watcher.http import (
+    SINK_ANSWER_BYTES,
+    Answer,
     AsyncBaseTransport,
     AsyncClient,
     HTTPError,
-    Response,
     TimeoutException,
     describe_transport_error,
+    fetch,
 )
+from watcher.retry import parse_retry_after
 from watcher.sinks import SinkBase
 
 from ._config import SlackConfig
@@ -107,22 +107,9 @@ _HINTS: Final = {
 }
 
 
-def _retry_after(response: Response) -> float | None:
-    """Slack's ``Retry-After`` in seconds (a number or an HTTP date), or None."""
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        return max(0.0, when.timestamp() - time.time())
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+def _retry_after(response: Answer) -> float | None:
+    """Slack's ``Retry-After`` in seconds, read by the project's one retry policy."""
+    return parse_retry_after(response.headers)
 
 
 def _code_of(value: object) -> str | None:
@@ -173,7 +160,18 @@ class SlackSink(SinkBase):
             headers["Authorization"] = f"Bearer {self.config.token.get_secret_value()}"
         body = json.dumps(payload, ensure_ascii=False).encode()
         try:
-            response = await self._client.post(url, content=body, headers=headers)
+            # The deadline bounds the whole exchange (httpx's timeout is per read or write), and
+            # only the first few KiB of Slack's answer are read: a short code or a small JSON.
+            response = await fetch(
+                self._client,
+                "POST",
+                url,
+                content=body,
+                headers=headers,
+                deadline=self.config.timeout,
+                max_bytes=SINK_ANSWER_BYTES,
+                truncate=True,
+            )
         except HTTPError as exc:
             failure = describe_transport_error(exc, "Slack")
             if isinstance(exc, TimeoutException):
@@ -193,7 +191,7 @@ class SlackSink(SinkBase):
         )
         return f"HTTP {response.status_code}"
 
-    def _check_webhook_answer(self, response: Response) -> None:
+    def _check_webhook_answer(self, response: Answer) -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
@@ -206,7 +204,7 @@ class SlackSink(SinkBase):
             self._disabled(status, code)
         self._rejected(status, code)
 
-    def _check_api_answer(self, response: Response) -> None:
+    def _check_api_answer(self, response: Answer) -> None:
         status = response.status_code
         if status == 429:
             self._unavailable(status, "ratelimited", _retry_after(response))

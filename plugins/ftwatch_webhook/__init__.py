@@ -18,13 +18,12 @@ A receiver verifies deliveries with OpenAI's SDK
 from __future__ import annotations
 
 from ._config import RESERVED_HEADERS, WebhookConfig, redact_url
-from ._sink import USER_AGENT, WebhookSink, parse_retry_after
+from ._sink import USER_AGENT, WebhookSink
 
 __all__ = [
     "RESERVED_HEADERS",
     "USER_AGENT",
     "WebhookConfig",
     "WebhookSink",
-    "parse_retry_after",
     "redact_url",
 ]

@@ -19,32 +19,31 @@ Errors and logs name the sink and the status code, never the URL, a header or th
 
 from __future__ import annotations
 
-import email.utils
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import ClassVar
 
-import anyio
 import structlog
 from standardwebhooks.webhooks import Webhook
 
 from watcher.errors import SinkDisabled, SinkError, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent
 from watcher.http import (
+    Answer,
     AsyncBaseTransport,
     ClientPerRequest,
     HTTPError,
-    Response,
     Timeout,
     describe_transport_error,
 )
+from watcher.retry import parse_retry_after
 from watcher.sinks import SinkBase, SinkConfig
 
 from ._config import WebhookConfig, redact_url
 
-__all__ = ["USER_AGENT", "WebhookSink", "parse_retry_after"]
+__all__ = ["USER_AGENT", "WebhookSink"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,29 +60,6 @@ USER_AGENT = _user_agent()
 
 #: Statuses that say "not now": the same delivery may succeed later.
 _TRANSIENT = frozenset({408, 409, 429})
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Read a ``Retry-After`` header as seconds from ``now``: delay-seconds or an HTTP date.
-
-    Returns None when the header is missing or unreadable, and never a negative delay.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, when.timestamp() - now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        return None
-    return max(0.0, seconds)
 
 
 class WebhookSink(SinkBase):
@@ -129,21 +105,23 @@ class WebhookSink(SinkBase):
         payload = event.to_json()
         body = payload.encode()
         started = time.monotonic()
-        response: Response | None = None
+        response: Answer | None = None
         failure: str | None = None
         # The error is raised after the except block on purpose: chaining the httpx error would
         # carry its request (and so the URL) into any traceback a caller logs.
         try:
-            # httpx's timeout is per read or write; this bounds the whole delivery.
-            with anyio.move_on_after(self.config.timeout):
-                response = await self._client.post(
-                    self.config.url, content=body, headers=self._headers(event, payload)
-                )
+            # httpx's timeout is per read or write; the deadline bounds the whole delivery, and
+            # only the first few KiB of the answer are read (its status is what counts).
+            response = await self._client.post(
+                self.config.url,
+                content=body,
+                headers=self._headers(event, payload),
+                deadline=self.config.timeout,
+            )
         except HTTPError as exc:
             failure = describe_transport_error(exc)
         if response is None:
-            if failure is None:
-                failure = "timed out waiting for the receiver"
+            assert failure is not None
             log.debug("webhook_no_answer", sink=self.name, event_id=event.id, failure=failure)
             raise SinkUnavailable(failure, sink=self.name)
         status = response.status_code
@@ -156,7 +134,7 @@ class WebhookSink(SinkBase):
             status_code=status,
             elapsed_s=elapsed,
         )
-        error = self._outcome(status, response.headers.get("retry-after"))
+        error = self._outcome(status, response.headers)
         if error is not None:
             raise error
         return f"HTTP {status}"
@@ -178,7 +156,7 @@ class WebhookSink(SinkBase):
             headers["webhook-signature"] = self._signer.sign(event.id, when, payload)
         return headers
 
-    def _outcome(self, status: int, retry_after: str | None) -> SinkError | None:
+    def _outcome(self, status: int, headers: Mapping[str, str]) -> SinkError | None:
         """Map the receiver's status code to None (delivered) or the error that says why not."""
         name = self.name
         if 200 <= status < 300:
@@ -195,7 +173,7 @@ class WebhookSink(SinkBase):
                 f"the receiver answered HTTP {status}, a temporary failure",
                 sink=name,
                 status_code=status,
-                retry_after=parse_retry_after(retry_after, self._now()),
+                retry_after=parse_retry_after(headers, now=self._now()),
             )
         if 300 <= status < 400:
             return SinkRejected(
