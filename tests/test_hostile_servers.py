@@ -165,6 +165,21 @@ async def test_a_gzip_bomb_is_a_malformed_response_read_in_bounded_memory() -> N
     assert server.targets == ["/v1/fine_tuning/jobs?limit=100"]  # malformed: not retried
 
 
+async def test_the_config_key_max_response_bytes_reaches_the_client() -> None:
+    """A source's `max_response_bytes` is the cap its client applies, not the default."""
+    from watcher.app import client_for
+    from watcher.config import SourceConfig
+
+    body = _page_bytes(json.dumps(_job("ftjob-a", metadata={"blob": "x" * 4096})).encode())
+    async with RawServer(json_answer(body)) as server:
+        source = SourceConfig(
+            name="prod", base_url=f"{server.url}/v1", api_key=KEY, max_response_bytes=1024
+        )
+        async with client_for(source, sleep=_no_wait) as client:
+            with pytest.raises(MalformedResponse, match="max_response_bytes"):
+                await client.list_jobs()
+
+
 async def test_an_oversized_job_is_skipped_and_the_page_goes_on() -> None:
     """A job bigger than max_job_bytes is malformed: skipped with a log line, the rest read."""
     huge = json.dumps(_job("ftjob-huge", metadata={"blob": "x" * (2 * MiB)})).encode()

@@ -56,6 +56,7 @@ def client_for(
         source=source.name,
         timeout=source.timeout,
         max_attempts=source.max_attempts,
+        max_response_bytes=source.max_response_bytes,
         transport=transport,
         sleep=sleep,
     )
