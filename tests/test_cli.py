@@ -129,12 +129,29 @@ def test_the_real_binary_refuses_a_bad_config_without_a_traceback(tmp_path: Path
     assert "sinks[0].stream" in proc.stderr
 
 
-def test_help_documents_the_exit_codes() -> None:
-    """`--help` of the command and of `watch` list what each exit code means."""
-    for args in (["--help"], ["watch", "--help"]):
-        code, out, _ = _run(*args)
+def test_the_exit_codes_are_listed_once_in_the_main_help() -> None:
+    """`ftwatch --help` lists every exit code; a subcommand's help does not repeat the table."""
+    code, out, _ = _run("--help")
+    assert code == 0
+    assert "Exit codes" in out and "job failed" in out and "job cancelled" in out
+    assert "130" in out and "unreachable" in out
+    for args in (["watch"], ["run"], ["check"], ["simulate"], ["sinks", "test"]):
+        code, out, _ = _run(*args, "--help")
         assert code == 0
-        assert "Exit codes" in out and "job failed" in out and "job cancelled" in out
+        assert "Exit codes:" not in out, args
+
+
+def test_simulate_options_each_have_help() -> None:
+    """Every option of `simulate` says what it does."""
+    code, out, _ = _run("simulate", "--help")
+    assert code == 0
+    for option, words in (
+        ("--host", "address"),
+        ("--port", "port"),
+        ("--seed", "Seeds"),
+    ):
+        line = next(line for line in out.splitlines() if line.strip().startswith(option))
+        assert words in line, line
 
 
 # -- plugins from outside the package ------------------------------------------------------------

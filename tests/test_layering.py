@@ -18,6 +18,7 @@ RANKS: dict[str, int] = {
     "serving": 0,
     "logs": 0,
     "wal": 0,
+    "version": 0,
     "models": 1,
     "events": 2,
     "diff": 3,
@@ -59,7 +60,8 @@ def _module_of(path: Path) -> str:
 def _watcher_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     found: set[str] = set()
-    in_simulator = "simulator" in path.parts
+    # In a sub-package, `from .x` is a sibling inside it, not a top-level module.
+    in_simulator = path.parent != ROOT / "watcher"
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level == 0 and node.module and node.module.startswith("watcher"):
