@@ -12,9 +12,9 @@ The public API, restated here and asserted by ``tests/test_exports.py``::
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
-
-from .version import __version__
 
 if TYPE_CHECKING:
     from .app import Watcher
@@ -65,10 +65,12 @@ if TYPE_CHECKING:
         unregister_sink,
     )
     from .subscribers import SubscriberOverflow, Subscription
+    from .version import __version__
 
 #: Where each exported name lives. Names are imported on first use, so that ``import watcher``
 #: (and ``ftwatch --version``, which imports it) does not pay for httpx, pydantic and SQLite.
 _WHERE: dict[str, str] = {
+    "__version__": "version",
     "Watcher": "app",
     "APIClient": "client",
     "Page": "client",
@@ -143,6 +145,22 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
+
+class _Package(types.ModuleType):
+    """The package module; importing ``watcher.diff`` must not hide the function ``diff``.
+
+    Importing a submodule sets it as an attribute of its package; an exported name that is also
+    a submodule's name (``diff``) would then read as the module. The export wins, as it did when
+    the names were imported eagerly.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _WHERE.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "APIClient",

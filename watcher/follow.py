@@ -55,17 +55,26 @@ def progress_of(records: list[JobEventRecord]) -> tuple[int, int] | None:
     return None
 
 
-def _line(job: FineTuningJob, progress: tuple[int, int] | None, now: float, width: int) -> Text:
-    """One line about ``job``, cut with an ellipsis to ``width`` columns so it never wraps."""
+def _line(
+    job: FineTuningJob, progress: tuple[int, int] | None, now: float, width: int, *, with_id: bool
+) -> Text:
+    """One line about ``job``, cut with an ellipsis to ``width`` columns so it never wraps.
+
+    A terminal's lines leave out the id the person just typed, so the status fits a narrow one.
+    """
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(f"{time.strftime('%H:%M:%S', time.localtime(now))}  {job.id}  ")
+    text.append(f"{time.strftime('%H:%M:%S', time.localtime(now))}  ")
+    if with_id:
+        text.append(f"{job.id}  ")
     text.append(job.status, style=_COLOURS.get(job.status, "cyan"))
     if progress is not None:
         step, total = progress
-        # The bar gives up columns first on a narrow terminal.
-        bar = max(8, min(24, width - 60))
-        filled = round(bar * step / total)
-        text.append(f"  [{'#' * filled}{'.' * (bar - filled)}] step {step}/{total}")
+        # The bar gives up its columns first on a narrow terminal; the step count stays.
+        bar = min(24, width - 56)
+        if bar >= 8:
+            filled = round(bar * step / total)
+            text.append(f"  [{'#' * filled}{'.' * (bar - filled)}]")
+        text.append(f"  step {step}/{total}")
     if job.fine_tuned_model:
         text.append(f"  {job.fine_tuned_model}")
     failure = job.failure
@@ -100,7 +109,9 @@ async def follow_job(
     last_plain = ""
     failing_since: float | None = None
     failures = 0
-    async with client_for(source, transport=transport, sleep=clock.sleep) as client:
+    # One try per request: this loop is the retry policy, with a backoff that outlasts a blip.
+    single = source.model_copy(update={"max_attempts": 1})
+    async with client_for(single, transport=transport, sleep=clock.sleep) as client:
         with (
             Live(console=console, auto_refresh=False, transient=True)
             if live_display
@@ -146,14 +157,16 @@ async def follow_job(
                     failing_since, failures = None, 0
                 # Only a terminal has a width to fit; a pipe gets whole lines.
                 width = console.width if live_display else 100_000
-                line = _line(job, progress, clock.now(), width)
+                line = _line(job, progress, clock.now(), width, with_id=not live_display)
                 if isinstance(live, Live):
                     if job.status != shown_status:
                         # A status is printed once, as a line that stays; the live line below
-                        # shows progress and is removed at the end.
+                        # shows only progress within it and is removed at the end.
                         shown_status = job.status
                         live.console.print(line)
-                    live.update(line, refresh=True)
+                        live.update(Text(), refresh=True)
+                    else:
+                        live.update(line, refresh=True)
                 else:
                     plain = line.plain.split("  ", 1)[1]
                     if plain != last_plain:

@@ -69,6 +69,12 @@ async def _daemon(config: Config, drain_timeout: float) -> int:
                 async for _ in signals:
                     if stopping.is_set():
                         drain.cancel()
+                    else:
+                        _say(
+                            f"stopping; sinks have up to {drain_timeout:g} s to deliver what is "
+                            "due (press Ctrl-C again to stop at once).",
+                            tty_only=True,
+                        )
                     stopping.set()
 
             tg.start_soon(listen)
