@@ -150,3 +150,33 @@ async def test_sigterm_before_run_has_started_is_a_clean_stop_not_death_by_signa
     assert code == 0, err
     assert err == "ftwatch: stopped before it started.\n"
     assert out == ""
+
+
+async def test_a_refused_key_ends_run_with_a_closing_sentence_and_exit_3(tmp_path: Path) -> None:
+    """When the only source's key is refused, `run` stops with one sentence saying so."""
+    sim = Simulator(ScaledClock(1.0), seed=1, api_key="sk-the-right-key-0123456789")
+    async with serve_simulator(sim, port=0) as api:
+        config = tmp_path / "ftwatch.toml"
+        config.write_text(
+            textwrap.dedent(
+                f"""
+                [state]
+                path = "{tmp_path / "state.db"}"
+
+                [[sources]]
+                name = "sim"
+                base_url = "{api}"
+                api_key = "sk-a-wrong-key-0123456789"
+                """
+            )
+        )
+        with anyio.fail_after(60):
+            proc = await anyio.run_process([*RUN, "--config", str(config)], check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 3
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        "ftwatch: error: every source stopped because its API key was refused (the log above "
+        "names each); fix the keys and start again"
+    )
+    assert "sk-a-wrong-key" not in err

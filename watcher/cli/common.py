@@ -39,6 +39,7 @@ __all__ = [
     "config_file",
     "errors_to_exit",
     "fail",
+    "interrupted",
     "load",
     "run_async",
 ]
@@ -90,10 +91,20 @@ def errors_to_exit(fn: Callable[P, R]) -> Callable[P, R]:
         except WatcherError as exc:
             fail(str(exc), EXIT_FAILURE)
         except KeyboardInterrupt:
-            click.echo("ftwatch: interrupted.", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            interrupted()
+        except BaseExceptionGroup as group:
+            # A Ctrl-C that lands inside a task group arrives wrapped in an exception group.
+            if group.split(KeyboardInterrupt)[1] is not None:
+                raise
+            interrupted()
 
     return wrapper
+
+
+def interrupted() -> NoReturn:
+    """Say that SIGINT or SIGTERM interrupted the command, and exit 130."""
+    click.echo("ftwatch: interrupted.", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 def run_async(fn: Callable[[], Coroutine[Any, Any, R]]) -> R:

@@ -48,7 +48,13 @@ def _json_stdout(config: Config) -> Config:
     )
 
 
-async def _daemon(config: Config, drain_timeout: float) -> int:
+class _Progress:
+    """How far the daemon got, for the sentence a late signal ends it with."""
+
+    started = False
+
+
+async def _daemon(config: Config, drain_timeout: float, progress: _Progress) -> int:
     """Run until a signal, then drain; a second signal cuts the drain short.
 
     The signal receiver opens before anything starts, so a signal during startup is a clean
@@ -80,6 +86,7 @@ async def _daemon(config: Config, drain_timeout: float) -> int:
             tg.start_soon(listen)
             try:
                 async with Watcher(config) as watcher:
+                    progress.started = True
                     _say(_watching(config), tty_only=True)
                     async with anyio.create_task_group() as inner:
 
@@ -136,14 +143,16 @@ def run(config_path: str | None, drain_timeout: float, as_json: bool) -> None:
     signal stops without waiting for the sinks. On a terminal it says what it watches and
     when it stops.
     """
+    progress = _Progress()
     try:
         config = load(config_path)
         if as_json:
             config = _json_stdout(config)
-        code = run_async(lambda: _daemon(config, drain_timeout))
+        code = run_async(lambda: _daemon(config, drain_timeout, progress))
     except KeyboardInterrupt:
-        # A signal before the daemon's own handling started: nothing ran, nothing is lost.
-        _say("stopped before it started.")
+        # A signal outside the daemon's own handling (before it, or once it has ended): a
+        # clean stop all the same, since every commit is a transaction.
+        _say("stopped." if progress.started else "stopped before it started.")
         code = EXIT_OK
     except OSError as exc:
         # The lock file and the state file are made first: a directory that is read-only or
