@@ -51,11 +51,14 @@ class _Terminal:
         self.text = ""
 
     async def read_until(self, needle: str) -> str:
-        while needle not in self.text:
-            chunk = await anyio.to_thread.run_sync(self._read)
-            if not chunk:
-                raise AssertionError(f"{needle!r} never came; the terminal showed:\n{self.text}")
-            self.text += chunk
+        with anyio.fail_after(60):
+            while needle not in self.text:
+                chunk = await anyio.to_thread.run_sync(self._read, abandon_on_cancel=True)
+                if not chunk:
+                    raise AssertionError(
+                        f"{needle!r} never came; the terminal showed:\n{self.text}"
+                    )
+                self.text += chunk
         return self.text
 
     def _read(self) -> str:
