@@ -26,7 +26,6 @@ from watcher.testing_receiver import RecordingReceiver
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KEY = "sk-proj-abcdefghijklmnop0123456789"
 SLACK_SECRET = "hunter2slackwebhookpart"
-WATCH = [sys.executable, "-m", "watcher", "watch"]
 
 
 def _config(tmp: Path, body: str) -> Path:
@@ -129,12 +128,29 @@ def test_the_real_binary_refuses_a_bad_config_without_a_traceback(tmp_path: Path
     assert "sinks[0].stream" in proc.stderr
 
 
-def test_help_documents_the_exit_codes() -> None:
-    """`--help` of the command and of `watch` list what each exit code means."""
-    for args in (["--help"], ["watch", "--help"]):
-        code, out, _ = _run(*args)
+def test_the_exit_codes_are_listed_once_in_the_main_help() -> None:
+    """`ftwatch --help` lists every exit code; a subcommand's help does not repeat the table."""
+    code, out, _ = _run("--help")
+    assert code == 0
+    assert "Exit codes" in out and "job failed" in out and "job cancelled" in out
+    assert "130" in out and "unreachable" in out
+    for args in (["watch"], ["run"], ["check"], ["simulate"], ["sinks", "test"]):
+        code, out, _ = _run(*args, "--help")
         assert code == 0
-        assert "Exit codes" in out and "job failed" in out and "job cancelled" in out
+        assert "Exit codes:" not in out, args
+
+
+def test_simulate_options_each_have_help() -> None:
+    """Every option of `simulate` says what it does."""
+    code, out, _ = _run("simulate", "--help")
+    assert code == 0
+    for option, words in (
+        ("--host", "address"),
+        ("--port", "port"),
+        ("--seed", "Seeds"),
+    ):
+        line = next(line for line in out.splitlines() if line.strip().startswith(option))
+        assert words in line, line
 
 
 # -- plugins from outside the package ------------------------------------------------------------
@@ -638,9 +654,14 @@ def test_deadletters_without_a_state_file_say_so_and_create_nothing(
 
 
 async def test_watch_follows_jobs_to_their_end_with_documented_exit_codes() -> None:
-    """`watch` exits 0 for a success, 1 for a failure and 2 for a cancellation."""
+    """`watch` exits 0 for a success, 1 for a failure and 2 for a cancellation.
+
+    The simulator runs so fast that every demo job has ended when it is listed: this test is
+    about the processes and their exit codes; tests/test_follow.py follows jobs through their
+    statuses on a manual clock.
+    """
     async with await anyio.open_process(
-        [sys.executable, "-m", "watcher", "simulate", "--port", "0", "--speed", "240"],
+        [sys.executable, "-m", "watcher", "simulate", "--port", "0", "--speed", "1000000"],
         stderr=subprocess.DEVNULL,
     ) as sim:
         assert sim.stdout is not None
@@ -650,17 +671,13 @@ async def test_watch_follows_jobs_to_their_end_with_documented_exit_codes() -> N
         codes = {}
         try:
             for suffix in ("support-bot", "summarizer", "classifier"):
-                # Demo jobs appear at their creation time: by the time the first watch ends
-                # (300 simulated seconds), every job exists.
                 async with httpx.AsyncClient() as client:
                     listed = await client.get(f"{url}/fine_tuning/jobs?limit=100")
                 by_suffix = {j["user_provided_suffix"]: j["id"] for j in listed.json()["data"]}
+                args = ["watch", by_suffix[suffix], "--base-url", url, "--interval", "0.05"]
                 with anyio.fail_after(60):
-                    proc = await anyio.run_process(
-                        [*WATCH, by_suffix[suffix], "--base-url", url, "--interval", "0.05"],
-                        check=False,
-                    )
-                codes[suffix] = (proc.returncode, proc.stdout.decode())
+                    code, out, _ = await anyio.to_thread.run_sync(lambda a=args: _run(*a))
+                codes[suffix] = (code, out)
         finally:
             sim.terminate()
     assert codes["support-bot"][0] == 0

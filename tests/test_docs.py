@@ -86,3 +86,13 @@ def test_the_keys_every_sink_takes_are_real() -> None:
     assert "concurrency" in listed and "max_backoff" in listed
     known = set(SinkConfig.model_fields) | set(RetryPolicy.model_fields)
     assert set(listed) <= known, set(listed) - known
+
+
+def test_the_exit_codes_in_the_readme_are_those_of_the_main_help() -> None:
+    """The README's exit-code table and `ftwatch --help` list the same codes."""
+    from watcher.cli.common import EPILOG
+
+    table = README.split("### Exit codes\n\n", 1)[1].split("\n\n", 1)[0]
+    in_readme = {line.split("|")[1].strip() for line in table.splitlines()[2:]}
+    in_help = {line.split()[0] for line in EPILOG.splitlines()[2:] if line[:4].strip().isdigit()}
+    assert in_readme == in_help == {"0", "1", "2", "3", "4", "130"}

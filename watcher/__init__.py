@@ -21,63 +21,161 @@ The library sets up no logging of its own: its log events are records of the sta
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
-from .app import Watcher
-from .client import APIClient, Page
-from .clock import Clock, ManualClock, ScaledClock, SystemClock
-from .config import Config, LoggingConfig, SourceConfig, StateConfig, load_config, parse_config
-from .diff import JobState, diff
-from .durations import Duration, parse_duration
-from .errors import (
-    APIError,
-    AuthenticationError,
-    ConfigError,
-    InvalidJobId,
-    MalformedResponse,
-    NotFoundError,
-    PluginError,
-    RateLimited,
-    ServerError,
-    SinkDisabled,
-    SinkError,
-    SinkRejected,
-    SinkUnavailable,
-    StoreError,
-    WatcherError,
-)
-from .events import (
-    EVENT_TYPES,
-    BaseEvent,
-    Event,
-    JobCancelled,
-    JobCreated,
-    JobFailed,
-    JobStatusChanged,
-    JobSucceeded,
-    event_from_envelope,
-    event_id,
-)
-from .models import TERMINAL_STATUSES, FineTuningJob, Hyperparameters, JobError, JobMethod
-from .retry import parse_retry_after, retry_delay
-from .sinks import (
-    ENTRY_POINT_GROUP,
-    RetryPolicy,
-    Sink,
-    SinkBase,
-    SinkConfig,
-    SinkPlugin,
-    available_sinks,
-    register_sink,
-    sink_plugin,
-    unregister_sink,
-)
-from .subscribers import SubscriberOverflow, Subscription
+if TYPE_CHECKING:
+    from .app import Watcher
+    from .client import APIClient, Page
+    from .clock import Clock, ManualClock, ScaledClock, SystemClock
+    from .config import Config, LoggingConfig, SourceConfig, StateConfig, load_config, parse_config
+    from .diff import JobState, diff
+    from .durations import Duration, parse_duration
+    from .errors import (
+        APIError,
+        AuthenticationError,
+        ConfigError,
+        InvalidJobId,
+        MalformedResponse,
+        NotFoundError,
+        PluginError,
+        RateLimited,
+        ServerError,
+        SinkDisabled,
+        SinkError,
+        SinkRejected,
+        SinkUnavailable,
+        StoreError,
+        WatcherError,
+    )
+    from .events import (
+        EVENT_TYPES,
+        BaseEvent,
+        Event,
+        JobCancelled,
+        JobCreated,
+        JobFailed,
+        JobStatusChanged,
+        JobSucceeded,
+        event_from_envelope,
+        event_id,
+    )
+    from .models import TERMINAL_STATUSES, FineTuningJob, Hyperparameters, JobError, JobMethod
+    from .retry import parse_retry_after, retry_delay
+    from .sinks import (
+        ENTRY_POINT_GROUP,
+        RetryPolicy,
+        Sink,
+        SinkBase,
+        SinkConfig,
+        SinkPlugin,
+        available_sinks,
+        register_sink,
+        sink_plugin,
+        unregister_sink,
+    )
+    from .subscribers import SubscriberOverflow, Subscription
+    from .version import __version__
 
-try:
-    __version__ = version("ftwatch")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0+unknown"
+#: Where each exported name lives. Names are imported on first use, so that ``import watcher``
+#: (and ``ftwatch --version``, which imports it) does not pay for httpx, pydantic and SQLite.
+_WHERE: dict[str, str] = {
+    "__version__": "version",
+    "Watcher": "app",
+    "APIClient": "client",
+    "Page": "client",
+    "Clock": "clock",
+    "ManualClock": "clock",
+    "ScaledClock": "clock",
+    "SystemClock": "clock",
+    "Config": "config",
+    "LoggingConfig": "config",
+    "SourceConfig": "config",
+    "StateConfig": "config",
+    "load_config": "config",
+    "parse_config": "config",
+    "JobState": "diff",
+    "diff": "diff",
+    "Duration": "durations",
+    "parse_duration": "durations",
+    "APIError": "errors",
+    "AuthenticationError": "errors",
+    "ConfigError": "errors",
+    "InvalidJobId": "errors",
+    "MalformedResponse": "errors",
+    "NotFoundError": "errors",
+    "PluginError": "errors",
+    "RateLimited": "errors",
+    "ServerError": "errors",
+    "SinkDisabled": "errors",
+    "SinkError": "errors",
+    "SinkRejected": "errors",
+    "SinkUnavailable": "errors",
+    "StoreError": "errors",
+    "WatcherError": "errors",
+    "EVENT_TYPES": "events",
+    "BaseEvent": "events",
+    "Event": "events",
+    "JobCancelled": "events",
+    "JobCreated": "events",
+    "JobFailed": "events",
+    "JobStatusChanged": "events",
+    "JobSucceeded": "events",
+    "event_from_envelope": "events",
+    "event_id": "events",
+    "TERMINAL_STATUSES": "models",
+    "FineTuningJob": "models",
+    "Hyperparameters": "models",
+    "JobError": "models",
+    "JobMethod": "models",
+    "parse_retry_after": "retry",
+    "retry_delay": "retry",
+    "ENTRY_POINT_GROUP": "sinks",
+    "RetryPolicy": "sinks",
+    "Sink": "sinks",
+    "SinkBase": "sinks",
+    "SinkConfig": "sinks",
+    "SinkPlugin": "sinks",
+    "available_sinks": "sinks",
+    "register_sink": "sinks",
+    "sink_plugin": "sinks",
+    "unregister_sink": "sinks",
+    "SubscriberOverflow": "subscribers",
+    "Subscription": "subscribers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its module the first time it is asked for."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'watcher' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """The package module; importing ``watcher.diff`` must not hide the function ``diff``.
+
+    Importing a submodule sets it as an attribute of its package; an exported name that is also
+    a submodule's name (``diff``) would then read as the module. The export wins, as it did when
+    the names were imported eagerly.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _WHERE.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "APIClient",
