@@ -33,7 +33,7 @@ def _sink(name: str = "collect", **config: object) -> CollectingSink:
 
 
 async def _journal(store: Store, events: Sequence[BaseEvent], sinks: Sequence[str]) -> None:
-    await store.commit("test", states={}, events=list(events), sinks=list(sinks), now=1000.0)
+    await store.commit("test", states={}, events=list(events), now=1000.0)
 
 
 def _worker(sink: CollectingSink, store: Store, clock: ManualClock) -> SinkWorker:
@@ -348,7 +348,7 @@ async def test_a_hanging_sink_does_not_reread_its_backlog_on_every_wake(
                 new = events_for(f"ftjob-new-{i}", ["validating_files", "queued"])
                 await _journal(store, new, ["hanging"])
                 worker.wake()
-                await store.last_seq()  # a store call of our own lets the worker run
+                await store.stats()  # a store call of our own lets the worker run
             assert store.rows_read["hanging"] == 2 * 5
             tg.cancel_scope.cancel()
     assert len(await store.pending("hanging", limit=1000)) == 2 * 5 + 50
@@ -391,12 +391,12 @@ class FailingAckStore(Store):
 
     ack_failures = 0
 
-    async def ack(self, sink: str, seqs: Sequence[int], *, now: float) -> None:
+    async def ack(self, sink: str, seqs: Sequence[int], *, cursor: int, now: float) -> None:
         """Fail while failures are left, then write as a Store does."""
         if self.ack_failures:
             self.ack_failures -= 1
             raise StoreError("The state store s.db could not record deliveries: disk I/O error.")
-        await super().ack(sink, seqs, now=now)
+        await super().ack(sink, seqs, cursor=cursor, now=now)
 
 
 async def test_a_store_failure_restarts_the_worker_and_loses_nothing(tmp_path: Path) -> None:

@@ -59,17 +59,15 @@ def _module_of(path: Path) -> str:
 def _watcher_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     found: set[str] = set()
-    in_simulator = "simulator" in path.parts
+    in_simulator = path.parent != ROOT / "watcher"  # a sub-package: simulator, store
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level == 0 and node.module and node.module.startswith("watcher"):
                 parts = node.module.split(".")
                 found.add(parts[1] if len(parts) > 1 else "__init__")
-            elif (
-                (node.level == 1 and not in_simulator)
-                or node.level == 2
-                or (node.level == 1 and in_simulator and node.module is None)
-            ):
+            elif node.level == 1 and in_simulator and node.module is None:
+                found.add(path.parent.name)  # `from . import x` in a sub-package: itself
+            elif (node.level == 1 and not in_simulator) or node.level == 2:
                 found.add((node.module or "__init__").split(".")[0])
         elif isinstance(node, ast.Import):
             for alias in node.names:
