@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 from structlog.testing import capture_logs
 from tests.helpers import events_for
@@ -535,3 +536,54 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
         assert 0.4 * ceiling < sum(delays) / len(delays) < 0.6 * ceiling
     assert backoff_delay(1, initial=1.0, maximum=300.0, rng=rng, retry_after=42) >= 42
     assert backoff_delay(1, initial=1.0, maximum=300.0, rng=rng, retry_after=900) >= 900
+
+
+class YieldingSink(CollectingSink):
+    """A collecting sink whose deliveries take a moment, like a network send."""
+
+    async def send(self, event: BaseEvent) -> None:
+        """Wait for a worker thread (as long as a store call), then record the event."""
+        await anyio.to_thread.run_sync(lambda: None)
+        await super().send(event)
+
+
+async def test_steady_load_across_many_rereads_delivers_each_event_once(store: Store) -> None:
+    """Without any crash, every sink gets every event exactly once (issue 7, item 6).
+
+    New jobs arrive steadily (10 a second, 6 sinks) for long enough to cross many full
+    re-reads of each queue; a delivery whose acknowledgement was not yet written when a
+    re-read ran used to be read back as pending and sent again.
+    """
+    clock = ManualClock(2000.0)
+    names = [f"sink-{i}" for i in range(6)]
+    await store.set_sinks(names, now=clock.now())
+    sinks = [YieldingSink(SinkConfig(name=n, type="collect", concurrency=4)) for n in names]
+    workers = [
+        SinkWorker(s, s.config, store, clock=clock, rng=random.Random(1), resync_every=0.5)
+        for s in sinks
+    ]
+    seconds, per_second = 30, 10
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for worker in workers:
+                tg.start_soon(worker.run)
+            for second in range(seconds):
+                for i in range(per_second):
+                    job = f"ftjob-{second}-{i}"
+                    events = events_for(job, ["queued", "running"], start=clock.now())
+                    await store.commit("test", states={}, events=events, now=clock.now())
+                    for worker in workers:
+                        worker.wake()
+                    await store.stats()  # a store call of our own lets the workers run
+                clock.advance(1.0)
+            for sink in sinks:
+                await sink.wait_for(seconds * per_second)
+            for worker in workers:
+                await worker.drained()
+            tg.cancel_scope.cancel()
+    for sink in sinks:
+        ids = [e.id for e in sink.events]
+        duplicates = len(ids) - len(set(ids))
+        assert (sink.name, len(set(ids)), duplicates) == (sink.name, seconds * per_second, 0)
+    for name in names:
+        assert await store.pending(name) == []
