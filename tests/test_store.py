@@ -21,6 +21,7 @@ from watcher.errors import StoreError
 from watcher.events import BaseEvent, JobCreated
 from watcher.models import FineTuningJob
 from watcher.store import SCHEMA_VERSION, SQLiteStore, StateStore, Store, job_key
+from watcher.store.lock import exclusive
 from watcher.store.schema import MIGRATIONS
 
 T0 = 1_700_000_000.0
@@ -689,3 +690,82 @@ async def test_closed_store_refuses_calls(db: Path) -> None:
     with pytest.raises(StoreError, match="is closed"):
         await store.stats()
     assert "closed" in repr(store)
+
+
+# -- one daemon per file, a private directory, a damaged file --------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_the_lock_holds_for_the_file_not_the_name(db: Path, link: str) -> None:
+    """A second daemon reaching the same file through a symlink or a hard link is refused."""
+    other = db.parent / "other-name.db"
+    with exclusive(db):
+        if link == "symlink":
+            other.symlink_to(db)
+        else:
+            os.link(db, other)
+        with pytest.raises(StoreError, match="in use by another ftwatch process"), exclusive(other):
+            pass
+    with exclusive(other):  # free again once the first let go
+        pass
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_a_new_state_directory_is_private_before_the_lock_exists(
+    tmp_path: Path, open_umask: None
+) -> None:
+    """The directory the lock creates is 0700 and the state file in it 0600, whatever the umask."""
+    state = tmp_path / "new" / "ftwatch.db"
+    with exclusive(state):
+        assert (mode(state.parent), mode(state)) == (0o700, 0o600)
+    assert not state.with_name(state.name + ".lock").exists()  # no lock file beside it
+
+
+def _corrupt_table(path: Path, table: str) -> None:
+    """Overwrite every page of ``table``'s b-tree except the first with garbage."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    pages = [
+        row[0]
+        for row in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = ? ORDER BY pageno", (table,)
+        )
+    ]
+    conn.close()
+    assert len(pages) > 2, pages
+    with path.open("r+b") as f:
+        for page in pages[1:]:
+            f.seek((page - 1) * page_size)
+            f.write(b"\xa5" * page_size)
+
+
+async def test_a_damaged_deliveries_table_is_refused_at_start(db: Path) -> None:
+    """quick_check at open: a damaged file gets one sentence (and `ftwatch` exits 2)."""
+    async with await Store.open(db) as store:
+        await store.set_sinks(["hook"], now=T0)
+        events = [created(f"ftjob-{i}") for i in range(300)]
+        await store.commit(SRC, states={}, events=events, now=T0)
+        for seq in range(1, 301):
+            await store.dead_letter("hook", seq, attempts=1, error="x" * 200, now=T0)
+    _corrupt_table(db, "deliveries")
+
+    with pytest.raises(StoreError) as info:
+        await Store.open(db)
+    assert str(info.value) == (
+        f"The state file {db} is corrupt; restore it from a backup or point state.path at"
+        " another file."
+    )
+
+    config = db.parent / "ftwatch.toml"
+    config.write_text(
+        f"[state]\npath = {str(db)!r}\n\n[[sources]]\nname = 'openai'\napi_key = 'k'\n"
+        "\n[[sinks]]\nname = 'hook'\ntype = 'stdout'\n"
+    )
+    result = await anyio.run_process(
+        [sys.executable, "-m", "watcher", "deadletters", "list", "--config", str(config)],
+        check=False,
+    )
+    assert result.returncode == 2
+    assert b"is corrupt" in result.stderr and b"Traceback" not in result.stderr
