@@ -587,3 +587,52 @@ async def test_steady_load_across_many_rereads_delivers_each_event_once(store: S
         assert (sink.name, len(set(ids)), duplicates) == (sink.name, seconds * per_second, 0)
     for name in names:
         assert await store.pending(name) == []
+
+
+async def test_an_outage_is_one_warning_a_summary_and_a_recovery_not_a_line_per_event(
+    store: Store,
+) -> None:
+    """Four failing sinks with 30 events log their state changes, not every attempt."""
+    clock = ManualClock(2000.0)
+    policy = RetryPolicy(initial_backoff=1, max_backoff=30, max_attempts=1000, max_age=10**6)
+    sinks = [_sink(f"down-{i}", retry=policy) for i in range(4)]
+    await store.set_sinks([s.name for s in sinks], now=clock.now())
+    down = True
+
+    def fail(event: BaseEvent) -> None:
+        if down:
+            raise SinkUnavailable("HTTP 503", sink="?", status_code=503)
+
+    for sink in sinks:
+        sink.fail = fail
+    events = [e for i in range(30) for e in events_for(f"ftjob-{i}", ["queued", "running"])]
+    assert len(events) == 30
+    await _journal(store, events, [])
+    workers = [_worker(sink, store, clock) for sink in sinks]
+    outage = 5 * 60.0  # five minutes of failing
+    with capture_logs() as logs:
+        while clock.now() < 2000.0 + outage:
+            for worker in workers:
+                await worker.flush()
+            due = [w.next_due for w in workers if w.next_due is not None]
+            clock.set(max(min(due), clock.now() + 1))
+        down = False
+        clock.advance(60)
+        for worker in workers:
+            await worker.flush()
+
+    for sink in sinks:
+        assert sorted(e.id for e in sink.events) == sorted(e.id for e in events)
+    attempts = [e for e in logs if e["event"] == "delivery_retry"]
+    assert len(attempts) > 4 * 30 and {e["log_level"] for e in attempts} == {"debug"}
+    shown = [e for e in logs if e["log_level"] != "debug"]
+    by_event = collections.Counter(e["event"] for e in shown)
+    assert by_event["sink_failing"] == 4
+    assert by_event["sink_recovered"] == 4
+    # One summary a minute per sink at most, saying what is queued.
+    assert 4 <= by_event["sink_still_failing"] <= 4 * (outage / 60 + 1)
+    assert set(by_event) == {"sink_failing", "sink_still_failing", "sink_recovered"}
+    summary = next(e for e in shown if e["event"] == "sink_still_failing")
+    assert summary["queued"] == 30 and summary["since"] == 2000.0
+    recovered = next(e for e in shown if e["event"] == "sink_recovered")
+    assert recovered["failed_attempts"] >= 30
