@@ -769,3 +769,10 @@ async def test_a_damaged_deliveries_table_is_refused_at_start(db: Path) -> None:
     )
     assert result.returncode == 2
     assert b"is corrupt" in result.stderr and b"Traceback" not in result.stderr
+
+
+async def test_watcher_imports_without_fcntl() -> None:
+    """`import watcher` works where fcntl does not exist (Windows): the lock imports it late."""
+    code = "import sys; sys.modules['fcntl'] = None; import watcher, watcher.app, watcher.cli"
+    result = await anyio.run_process([sys.executable, "-c", code], check=False)
+    assert result.returncode == 0, result.stderr.decode()
