@@ -173,7 +173,7 @@ async def test_a_version_3_file_gets_cursors_and_keeps_every_queue(db: Path) -> 
     for migration in MIGRATIONS[:3]:
         for statement in migration:
             conn.execute(statement)
-    events = [created(x) for x in "abcd"]
+    events = [created(x) for x in "abcde"]  # e: journaled after both sinks were removed
     for ev in events:
         conn.execute(
             "INSERT INTO journal (event_id, type, source, job_id, observed_at, body)"
@@ -204,10 +204,11 @@ async def test_a_version_3_file_gets_cursors_and_keeps_every_queue(db: Path) -> 
         assert await store.pending("slack") == []
         assert [(d.sink, d.seq) for d in await store.dead_letters()] == [("slack", 3)]
         stats = await store.stats()
-        assert stats["cursors"] == {"hook": 4, "slack": 4}
+        assert stats["cursors"] == {"hook": 5, "slack": 5}
         # A new entry goes to both sinks.
-        await store.commit(SRC, states={}, events=[created("e")], now=T0)
-        assert [d.seq for d in await store.pending("slack")] == [5]
+        await store.commit(SRC, states={}, events=[created("f")], now=T0)
+        assert [d.seq for d in await store.pending("slack")] == [6]
+        assert [d.seq for d in await store.pending("hook")] == [2, 4, 6]
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM deliveries WHERE state = 'done'").fetchone() == (0,)
     conn.close()

@@ -108,11 +108,15 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             added_at REAL NOT NULL
         ) WITHOUT ROWID
         """,
-        # Every entry up to a sink's last row had a row for it (the old commit wrote one per
-        # sink and event): that is where its cursor stands. Its pending rows stay rows.
+        # Every entry meant for a sink had a row for it (the old commit wrote one per sink
+        # and event), so an entry without one was never its to deliver: every cursor starts at
+        # the end of the journal, and the pending and dead rows stay rows.
         """
         INSERT INTO sinks (name, cursor, added_at)
-        SELECT sink, max(seq), CAST(strftime('%s', 'now') AS REAL) FROM deliveries GROUP BY sink
+        SELECT DISTINCT sink,
+            coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal'), 0),
+            CAST(strftime('%s', 'now') AS REAL)
+        FROM deliveries
         """,
         "DELETE FROM deliveries WHERE state = 'done'",
     ),
