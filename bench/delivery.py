@@ -128,12 +128,12 @@ async def ours(url: str, events: Sequence[BaseEvent], tmp: Path, run: int) -> fl
     """Events/s: journal ``events`` (untimed), then time one SinkWorker delivering them all."""
     config = hook("hook", url)
     async with await Store.open(tmp / f"throughput-{run}.db") as store:
+        await store.set_sinks(["hook"], now=time.time())
         for start in range(0, len(events), JOBS):
             await store.commit(
                 "bench",
                 states={},
                 events=events[start : start + JOBS],
-                sinks=["hook"],
                 now=time.time(),
             )
         async with WebhookSink(config) as sink:
@@ -252,16 +252,14 @@ async def trickle(url: str, tmp: Path, name: str, *, beside: str | None = None) 
         sinks: list[WebhookSink] = [healthy]
         sinks += [WebhookSink(c) for c in configs[1:]]
         workers = [SinkWorker(s, c, store) for s, c in zip(sinks, configs, strict=True)]
-        names = [c.name for c in configs]
+        await store.set_sinks([c.name for c in configs], now=time.time())
         try:
             async with anyio.create_task_group() as tg:
                 for worker in workers:
                     tg.start_soon(worker.run)
                 for event in events:
                     committed[event.id] = time.perf_counter()
-                    await store.commit(
-                        "bench", states={}, events=[event], sinks=names, now=time.time()
-                    )
+                    await store.commit("bench", states={}, events=[event], now=time.time())
                     for worker in workers:
                         worker.wake()
                     await anyio.sleep(TRICKLE_GAP)

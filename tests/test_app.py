@@ -290,3 +290,54 @@ async def test_sink_secrets_are_masked_in_every_log_line(tmp_path: Path) -> None
             assert value not in text
     finally:
         reset_logging()
+
+
+async def test_a_sink_removed_from_the_config_is_retired_with_its_queue_kept(
+    tmp_path: Path,
+) -> None:
+    """Its undelivered events become dead letters, logged with counts; a new sink starts fresh."""
+    from structlog.testing import capture_logs
+
+    from watcher.store import Store
+
+    sim = Simulator(ManualClock(START))
+    sim.create_job(script=[(0, "running"), (60, "succeeded")])
+    path = tmp_path / "s.db"
+    kept, removed = CollectingSink(name="kept"), CollectingSink(name="removed")
+    source = SourceConfig(name="sim", base_url="http://sim/v1")
+
+    def watcher_with(*sinks: CollectingSink) -> Watcher:
+        return Watcher(
+            sources=[source],
+            sinks=list(sinks),
+            state_path=path,
+            clock=ManualClock(START, autojump=True),
+            transport=simulator_transport(sim),
+            autostart=False,
+        )
+
+    async with watcher_with(kept, removed) as watcher:
+        await watcher.poll_once()  # the baseline
+        sim.clock.advance(60)  # type: ignore[attr-defined]
+        events = await watcher.poll_once()
+        await watcher.workers["kept"].flush()  # "removed" never delivers them
+    assert events
+
+    late = CollectingSink(name="late")
+    with capture_logs() as logs:
+        async with watcher_with(kept, late) as watcher:
+            await watcher.flush()
+    assert late.events == []  # a new sink starts at the end of the journal
+    [retired] = [e for e in logs if e["event"] == "sink_retired"]
+    assert (retired["sink"], retired["queued"], retired["dead"]) == (
+        "removed",
+        len(events),
+        len(events),
+    )
+    async with await Store.open(path) as store:
+        letters = await store.dead_letters()
+        assert [d.event_id for d in letters] == [e.id for e in events]
+        assert {d.last_error for d in letters} == {"sink removed from the config"}
+        assert await store.prune(older_than=START + 10**6) == 0  # kept as dead letters
+        await store.drop_dead_letters(sink="removed")
+        assert await store.prune(older_than=START + 10**6) == len(events)

@@ -502,7 +502,7 @@ async def test_deadletters_list_retry_and_drop(tmp_path: Path) -> None:
     path = _config(tmp_path, "\n[[sinks]]\nname = 'audit'\ntype = 'stdout'\n")
     events = events_for("ftjob-x", ["queued", "running", "failed"])
     async with await Store.open(tmp_path / "state.db") as store:
-        await store.commit("openai", states={}, events=events, sinks=["audit"], now=1.0)
+        await store.commit("openai", states={}, events=events, now=1.0)
         for seq in (1, 2):
             await store.dead_letter("audit", seq, attempts=3, error="HTTP 500", now=2.0)
 
@@ -535,7 +535,7 @@ async def dead(tmp_path: Path) -> tuple[Path, list[str]]:
     )
     events = events_for("ftjob-x", ["queued", "running", "failed"])
     async with await Store.open(tmp_path / "state.db") as store:
-        await store.commit("openai", states={}, events=events, sinks=["audit", "console"], now=1.0)
+        await store.commit("openai", states={}, events=events, now=1.0)
         for sink, seq in (("audit", 1), ("audit", 2), ("console", 3)):
             await store.dead_letter(sink, seq, attempts=3, error=f"HTTP 50{seq}", now=2.0)
     return path, [e.id for e in events]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 from structlog.testing import capture_logs
 from tests.helpers import events_for
@@ -33,7 +34,7 @@ def _sink(name: str = "collect", **config: object) -> CollectingSink:
 
 
 async def _journal(store: Store, events: Sequence[BaseEvent], sinks: Sequence[str]) -> None:
-    await store.commit("test", states={}, events=list(events), sinks=list(sinks), now=1000.0)
+    await store.commit("test", states={}, events=list(events), now=1000.0)
 
 
 def _worker(sink: CollectingSink, store: Store, clock: ManualClock) -> SinkWorker:
@@ -348,7 +349,7 @@ async def test_a_hanging_sink_does_not_reread_its_backlog_on_every_wake(
                 new = events_for(f"ftjob-new-{i}", ["validating_files", "queued"])
                 await _journal(store, new, ["hanging"])
                 worker.wake()
-                await store.last_seq()  # a store call of our own lets the worker run
+                await store.stats()  # a store call of our own lets the worker run
             assert store.rows_read["hanging"] == 2 * 5
             tg.cancel_scope.cancel()
     assert len(await store.pending("hanging", limit=1000)) == 2 * 5 + 50
@@ -391,12 +392,12 @@ class FailingAckStore(Store):
 
     ack_failures = 0
 
-    async def ack(self, sink: str, seqs: Sequence[int], *, now: float) -> None:
+    async def ack(self, sink: str, seqs: Sequence[int], *, cursor: int, now: float) -> None:
         """Fail while failures are left, then write as a Store does."""
         if self.ack_failures:
             self.ack_failures -= 1
             raise StoreError("The state store s.db could not record deliveries: disk I/O error.")
-        await super().ack(sink, seqs, now=now)
+        await super().ack(sink, seqs, cursor=cursor, now=now)
 
 
 async def test_a_store_failure_restarts_the_worker_and_loses_nothing(tmp_path: Path) -> None:
@@ -535,3 +536,103 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
         assert 0.4 * ceiling < sum(delays) / len(delays) < 0.6 * ceiling
     assert backoff_delay(1, initial=1.0, maximum=300.0, rng=rng, retry_after=42) >= 42
     assert backoff_delay(1, initial=1.0, maximum=300.0, rng=rng, retry_after=900) >= 900
+
+
+class YieldingSink(CollectingSink):
+    """A collecting sink whose deliveries take a moment, like a network send."""
+
+    async def send(self, event: BaseEvent) -> None:
+        """Wait for a worker thread (as long as a store call), then record the event."""
+        await anyio.to_thread.run_sync(lambda: None)
+        await super().send(event)
+
+
+async def test_steady_load_across_many_rereads_delivers_each_event_once(store: Store) -> None:
+    """Without any crash, every sink gets every event exactly once (issue 7, item 6).
+
+    New jobs arrive steadily (10 a second, 6 sinks) for long enough to cross many full
+    re-reads of each queue; a delivery whose acknowledgement was not yet written when a
+    re-read ran used to be read back as pending and sent again.
+    """
+    clock = ManualClock(2000.0)
+    names = [f"sink-{i}" for i in range(6)]
+    await store.set_sinks(names, now=clock.now())
+    sinks = [YieldingSink(SinkConfig(name=n, type="collect", concurrency=4)) for n in names]
+    workers = [
+        SinkWorker(s, s.config, store, clock=clock, rng=random.Random(1), resync_every=0.5)
+        for s in sinks
+    ]
+    seconds, per_second = 30, 10
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for worker in workers:
+                tg.start_soon(worker.run)
+            for second in range(seconds):
+                for i in range(per_second):
+                    job = f"ftjob-{second}-{i}"
+                    events = events_for(job, ["queued", "running"], start=clock.now())
+                    await store.commit("test", states={}, events=events, now=clock.now())
+                    for worker in workers:
+                        worker.wake()
+                    await store.stats()  # a store call of our own lets the workers run
+                clock.advance(1.0)
+            for sink in sinks:
+                await sink.wait_for(seconds * per_second)
+            for worker in workers:
+                await worker.drained()
+            tg.cancel_scope.cancel()
+    for sink in sinks:
+        ids = [e.id for e in sink.events]
+        duplicates = len(ids) - len(set(ids))
+        assert (sink.name, len(set(ids)), duplicates) == (sink.name, seconds * per_second, 0)
+    for name in names:
+        assert await store.pending(name) == []
+
+
+async def test_an_outage_is_one_warning_a_summary_and_a_recovery_not_a_line_per_event(
+    store: Store,
+) -> None:
+    """Four failing sinks with 30 events log their state changes, not every attempt."""
+    clock = ManualClock(2000.0)
+    policy = RetryPolicy(initial_backoff=1, max_backoff=30, max_attempts=1000, max_age=10**6)
+    sinks = [_sink(f"down-{i}", retry=policy) for i in range(4)]
+    await store.set_sinks([s.name for s in sinks], now=clock.now())
+    down = True
+
+    def fail(event: BaseEvent) -> None:
+        if down:
+            raise SinkUnavailable("HTTP 503", sink="?", status_code=503)
+
+    for sink in sinks:
+        sink.fail = fail
+    events = [e for i in range(30) for e in events_for(f"ftjob-{i}", ["queued", "running"])]
+    assert len(events) == 30
+    await _journal(store, events, [])
+    workers = [_worker(sink, store, clock) for sink in sinks]
+    outage = 5 * 60.0  # five minutes of failing
+    with capture_logs() as logs:
+        while clock.now() < 2000.0 + outage:
+            for worker in workers:
+                await worker.flush()
+            due = [w.next_due for w in workers if w.next_due is not None]
+            clock.set(max(min(due), clock.now() + 1))
+        down = False
+        clock.advance(60)
+        for worker in workers:
+            await worker.flush()
+
+    for sink in sinks:
+        assert sorted(e.id for e in sink.events) == sorted(e.id for e in events)
+    # Each attempt is at debug (which a logging setup of another test may filter out here).
+    assert all(e["log_level"] == "debug" for e in logs if e["event"] == "delivery_retry")
+    shown = [e for e in logs if e["log_level"] != "debug"]
+    by_event = collections.Counter(e["event"] for e in shown)
+    assert by_event["sink_failing"] == 4
+    assert by_event["sink_recovered"] == 4
+    # One summary a minute per sink at most, saying what is queued.
+    assert 4 <= by_event["sink_still_failing"] <= 4 * (outage / 60 + 1)
+    assert set(by_event) == {"sink_failing", "sink_still_failing", "sink_recovered"}
+    summary = next(e for e in shown if e["event"] == "sink_still_failing")
+    assert summary["queued"] == 30 and summary["since"] == 2000.0
+    recovered = next(e for e in shown if e["event"] == "sink_recovered")
+    assert recovered["failed_attempts"] >= 30

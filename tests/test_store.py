@@ -1,4 +1,5 @@
-"""Tests for watcher.store: the SQLite state file (snapshots, journal, deliveries)."""
+"""Tests for watcher.store: the StateStore protocol (snapshots, journal, deliveries), run
+against every implementation, then what is particular to the SQLite file."""
 
 from __future__ import annotations
 
@@ -8,19 +9,20 @@ import sqlite3
 import stat
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from watcher import store as store_module
 from watcher.diff import JobState, diff
 from watcher.errors import StoreError
-from watcher.events import BaseEvent, JobCreated, event_from_envelope
+from watcher.events import BaseEvent, JobCreated
 from watcher.models import FineTuningJob
-from watcher.store import SCHEMA_VERSION, Store, job_key
+from watcher.store import SCHEMA_VERSION, SQLiteStore, StateStore, Store, job_key
+from watcher.store.lock import exclusive
+from watcher.store.schema import MIGRATIONS
 
 T0 = 1_700_000_000.0
 SRC = "openai"
@@ -59,11 +61,21 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "state" / "ftwatch.db"
 
 
-@pytest.fixture
-async def store(db: Path) -> AsyncIterator[Store]:
-    """An open store on a fresh file."""
-    async with await Store.open(db) as opened:
+#: Every StateStore implementation: name -> how to open a fresh one in a directory.
+IMPLEMENTATIONS: dict[str, Callable[[Path], Any]] = {"sqlite": SQLiteStore.open}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+async def store(request: pytest.FixtureRequest, db: Path) -> AsyncIterator[StateStore]:
+    """An open, empty store of each implementation."""
+    opened: StateStore = await IMPLEMENTATIONS[request.param](db)
+    async with opened:
         yield opened
+
+
+async def journal(store: StateStore) -> list[tuple[int, str]]:
+    """(seq, event id) of every journal entry, read the way a new sink sees them."""
+    return [(d.seq, d.event_id) for d in await store.pending("__journal__", limit=10_000)]
 
 
 @pytest.fixture
@@ -79,13 +91,13 @@ def open_umask() -> Iterator[None]:
 # -- snapshots ------------------------------------------------------------------------------------
 
 
-async def test_states_round_trip(store: Store) -> None:
+async def test_states_round_trip(store: StateStore) -> None:
     """Committed snapshots come back equal: the job (unknown fields too), counts and times."""
     states = {
         "ftjob-1": state_of("ftjob-1", "running", vendor_field={"x": [1, 2]}),
         "ftjob-2": state_of("ftjob-2", "succeeded", fine_tuned_model="ft:abc"),
     }
-    await store.commit(SRC, states=states, events=[], sinks=[], now=T0)
+    await store.commit(SRC, states=states, events=[], now=T0)
 
     loaded = await store.load_states(SRC)
 
@@ -96,38 +108,38 @@ async def test_states_round_trip(store: Store) -> None:
     assert await store.load_states("other") == {}
 
 
-async def test_later_snapshot_replaces_earlier(store: Store) -> None:
+async def test_later_snapshot_replaces_earlier(store: StateStore) -> None:
     """Committing a job again replaces its stored snapshot."""
-    await store.commit(SRC, states={"j": state_of("j", "running")}, events=[], sinks=[], now=T0)
+    await store.commit(SRC, states={"j": state_of("j", "running")}, events=[], now=T0)
     newer = state_of("j", "failed", error={"code": "bad", "message": "no"})
-    await store.commit(SRC, states={"j": newer}, events=[], sinks=[], now=T0 + 1)
+    await store.commit(SRC, states={"j": newer}, events=[], now=T0 + 1)
 
     assert await store.load_states(SRC) == {"j": newer}
 
 
-async def test_baseline_flag(store: Store) -> None:
+async def test_baseline_flag(store: StateStore) -> None:
     """A source is baselined only once a commit says so, and can be reset."""
     assert not await store.is_baselined(SRC)
-    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, baselined=True)
+    await store.commit(SRC, states={}, events=[], now=T0, baselined=True)
     assert await store.is_baselined(SRC)
     assert not await store.is_baselined("azure")
-    await store.commit(SRC, states={}, events=[], sinks=[], now=T0)  # None leaves it alone
+    await store.commit(SRC, states={}, events=[], now=T0)  # None leaves it alone
     assert await store.is_baselined(SRC)
-    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, baselined=False)
+    await store.commit(SRC, states={}, events=[], now=T0, baselined=False)
     assert not await store.is_baselined(SRC)
 
 
-async def test_catch_up_cursors(store: Store) -> None:
+async def test_catch_up_cursors(store: StateStore) -> None:
     """Gaps are per source, replaced only when a commit gives them, and keep the baseline flag."""
     assert await store.gaps(SRC) == []
-    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, baselined=True)
-    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, gaps=["ftjob-b", "ftjob-a"])
+    await store.commit(SRC, states={}, events=[], now=T0, baselined=True)
+    await store.commit(SRC, states={}, events=[], now=T0, gaps=["ftjob-b", "ftjob-a"])
     assert await store.gaps(SRC) == ["ftjob-b", "ftjob-a"]
     assert await store.gaps("azure") == []
-    await store.commit(SRC, states={}, events=[], sinks=[], now=T0)  # None leaves them alone
+    await store.commit(SRC, states={}, events=[], now=T0)  # None leaves them alone
     assert await store.gaps(SRC) == ["ftjob-b", "ftjob-a"]
     assert await store.is_baselined(SRC)
-    await store.commit(SRC, states={}, events=[], sinks=[], now=T0, gaps=[])
+    await store.commit(SRC, states={}, events=[], now=T0, gaps=[])
     assert await store.gaps(SRC) == []
     assert await store.is_baselined(SRC)
 
@@ -136,7 +148,7 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_data(db: Path) -> None
     """A state file from the first schema gains the catch-up cursors and loses nothing."""
     db.parent.mkdir(mode=0o700)
     conn = sqlite3.connect(db, isolation_level=None)
-    for statement in store_module._MIGRATIONS[0]:
+    for statement in MIGRATIONS[0]:
         conn.execute(statement)
     conn.execute("INSERT INTO sources (source, baselined, updated_at) VALUES (?, 1, ?)", (SRC, T0))
     conn.execute("PRAGMA user_version = 1")
@@ -144,7 +156,7 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_data(db: Path) -> None
     async with await Store.open(db) as store:
         assert await store.is_baselined(SRC)
         assert await store.gaps(SRC) == []
-        assert (await store.stats())["schema_version"] == SCHEMA_VERSION == 3
+        assert (await store.stats())["schema_version"] == SCHEMA_VERSION == 4
     conn = sqlite3.connect(db)
     indexes = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
@@ -154,45 +166,91 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_data(db: Path) -> None
     assert {"deliveries_pending", "deliveries_dead", "deliveries_seq"} <= indexes
 
 
+async def test_a_version_3_file_gets_cursors_and_keeps_every_queue(db: Path) -> None:
+    """Rows per sink and event become cursors: pending and dead stay, done rows go."""
+    db.parent.mkdir(mode=0o700)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for migration in MIGRATIONS[:3]:
+        for statement in migration:
+            conn.execute(statement)
+    events = [created(x) for x in "abcde"]  # e: journaled after both sinks were removed
+    for ev in events:
+        conn.execute(
+            "INSERT INTO journal (event_id, type, source, job_id, observed_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ev.id, ev.type, ev.source, ev.job_id, ev.observed_at, ev.to_json()),
+        )
+    # hook: 1 and 3 done, 2 pending (a retry), 4 pending (never tried); slack, added
+    # later: only 3 and 4, 3 dead, 4 done.
+    rows = [
+        ("hook", 1, "done", 1),
+        ("hook", 2, "pending", 2),
+        ("hook", 3, "done", 1),
+        ("hook", 4, "pending", 0),
+        ("slack", 3, "dead", 5),
+        ("slack", 4, "done", 1),
+    ]
+    for sink, seq, state, attempts in rows:
+        conn.execute(
+            "INSERT INTO deliveries (sink, seq, job_key, state, attempts, next_attempt_at,"
+            " last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'no', ?)",
+            (sink, seq, job_key(SRC, "x"), state, attempts, T0, T0),
+        )
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+
+    async with await Store.open(db) as store:
+        assert [(d.seq, d.attempts) for d in await store.pending("hook")] == [(2, 2), (4, 0)]
+        assert await store.pending("slack") == []
+        assert [(d.sink, d.seq) for d in await store.dead_letters()] == [("slack", 3)]
+        stats = await store.stats()
+        assert stats["cursors"] == {"hook": 5, "slack": 5}
+        # A new entry goes to both sinks.
+        await store.commit(SRC, states={}, events=[created("f")], now=T0)
+        assert [d.seq for d in await store.pending("slack")] == [6]
+        assert [d.seq for d in await store.pending("hook")] == [2, 4, 6]
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM deliveries WHERE state = 'done'").fetchone() == (0,)
+    conn.close()
+
+
 # -- commit and the journal -----------------------------------------------------------------------
 
 
-async def test_commit_journals_events_with_exact_body(store: Store) -> None:
+async def test_commit_journals_events_with_exact_body(store: StateStore) -> None:
     """Each event is journaled once, in order, with the exact JSON sinks send."""
     events: list[BaseEvent] = [created("a"), created("b")]
 
-    seqs = await store.commit(SRC, states={}, events=events, sinks=["hook"], now=T0)
+    seqs = await store.commit(SRC, states={}, events=events, now=T0)
 
-    entries = await store.journal()
+    entries = await store.pending("__journal__")
     assert seqs == [entry.seq for entry in entries] == [1, 2]
     assert [entry.event_id for entry in entries] == [e.id for e in events]
     assert [entry.body for entry in entries] == [e.to_json() for e in events]
-    assert entries[0].type == "fine_tuning.job.created"
-    assert (entries[0].source, entries[0].job_id, entries[0].observed_at) == (SRC, "a", T0)
-    assert entries[1].event() == event_from_envelope(events[1].to_json())
-    assert await store.last_seq() == 2
+    assert (entries[0].job_key, entries[0].observed_at) == (job_key(SRC, "a"), T0)
+    assert entries[1].event() == events[1]
+    assert (await store.stats())["last_seq"] == 2
 
 
-async def test_duplicate_event_ids_are_ignored(store: Store) -> None:
-    """An event already journaled is ignored and gets no new delivery rows."""
+async def test_duplicate_event_ids_are_ignored(store: StateStore) -> None:
+    """An event already journaled is ignored: no new entry, nothing queued twice."""
+    await store.set_sinks(["hook", "slack"], now=T0)
     first = created("a")
-    await store.commit(SRC, states={}, events=[first], sinks=["hook", "slack"], now=T0)
+    await store.commit(SRC, states={}, events=[first], now=T0)
 
     again = created("a", now=T0 + 60)  # same change seen after a restart: same id
     fresh = created("b", now=T0 + 60)
-    seqs = await store.commit(
-        SRC, states={}, events=[again, fresh, fresh], sinks=["hook", "slack"], now=T0 + 60
-    )
+    seqs = await store.commit(SRC, states={}, events=[again, fresh, fresh], now=T0 + 60)
 
     assert seqs == [2]
-    assert [e.event_id for e in await store.journal()] == [first.id, fresh.id]
+    assert [e for _, e in await journal(store)] == [first.id, fresh.id]
     for sink in ("hook", "slack"):
         assert [d.event_id for d in await store.pending(sink)] == [first.id, fresh.id]
     # The first journaling wins: the stored body is the one first seen.
-    assert (await store.journal())[0].observed_at == T0
+    assert (await store.pending("hook"))[0].observed_at == T0
 
 
-async def test_failed_commit_leaves_nothing_behind(store: Store) -> None:
+async def test_failed_commit_leaves_nothing_behind(store: StateStore) -> None:
     """A commit that fails part-way writes nothing: no journal entry, delivery or snapshot."""
     # A job without a status cannot be stored; it fails after the events were inserted.
     no_status: dict[str, Any] = {"id": "bad", "status": None}
@@ -202,71 +260,99 @@ async def test_failed_commit_leaves_nothing_behind(store: Store) -> None:
             SRC,
             states={"ok": state_of("ok"), "bad": broken},
             events=[created("ok")],
-            sinks=["hook"],
             now=T0,
             baselined=True,
         )
 
-    assert await store.journal() == []
-    assert await store.pending("hook") == []
+    assert await journal(store) == []
     assert await store.load_states(SRC) == {}
     assert not await store.is_baselined(SRC)
     # The store is still usable afterwards.
-    assert await store.commit(SRC, states={}, events=[created("ok")], sinks=["hook"], now=T0) == [1]
+    assert await store.commit(SRC, states={}, events=[created("ok")], now=T0) == [1]
 
 
-async def test_journal_pages_after_seq(store: Store) -> None:
-    """journal(after=, limit=) pages through entries in seq order."""
-    await store.commit(
-        SRC, states={}, events=[created(f"j{i}") for i in range(5)], sinks=[], now=T0
+async def test_pending_pages_after_seq(store: StateStore) -> None:
+    """pending(after=, limit=) pages through a queue in seq order, rows and fresh merged."""
+    await store.set_sinks(["h"], now=T0)
+    await store.commit(SRC, states={}, events=[created(f"j{i}") for i in range(5)], now=T0)
+    await store.schedule_retry(
+        "h", 2, attempts=1, next_attempt_at=T0, first_attempt_at=T0, error="x", now=T0
     )
+    await store.ack("h", [1], cursor=2, now=T0)  # 2 has a row: the cursor may pass it
 
-    assert [e.seq for e in await store.journal(after=1, limit=2)] == [2, 3]
-    assert [e.seq for e in await store.journal(after=3)] == [4, 5]
-    assert await store.journal(after=5) == []
+    assert [d.seq for d in await store.pending("h", after=1, limit=2)] == [2, 3]
+    assert [(d.seq, d.stored) for d in await store.pending("h", after=3)] == [
+        (4, False),
+        (5, False),
+    ]
+    assert [(d.seq, d.stored) for d in await store.pending("h", limit=2)] == [
+        (2, True),
+        (3, False),
+    ]
+    assert await store.pending("h", after=5) == []
 
 
 # -- deliveries -----------------------------------------------------------------------------------
 
 
-async def test_pending_is_per_sink_in_seq_order(store: Store) -> None:
-    """pending() lists one sink's pending deliveries in seq order, with what a worker needs."""
-    await store.commit(SRC, states={}, events=[created("a")], sinks=["hook"], now=T0)
-    await store.commit(
-        SRC, states={}, events=[created("b"), created("c")], sinks=["hook", "slack"], now=T0 + 1
-    )
+async def test_pending_is_per_sink_in_seq_order(store: StateStore) -> None:
+    """pending() lists one sink's queue in seq order, with what a worker needs."""
+    await store.set_sinks(["hook"], now=T0)
+    await store.commit(SRC, states={}, events=[created("a")], now=T0)
+    await store.set_sinks(["hook", "slack"], now=T0)  # slack starts at the end
+    await store.commit(SRC, states={}, events=[created("b"), created("c")], now=T0 + 1)
 
     hook = await store.pending("hook")
     assert [d.seq for d in hook] == [1, 2, 3]
     assert [d.seq for d in await store.pending("slack")] == [2, 3]
     assert [d.seq for d in await store.pending("hook", limit=2)] == [1, 2]
-    assert await store.pending("nobody") == []
 
     first = hook[0]
     assert first.sink == "hook"
     assert first.job_key == job_key(SRC, "a") == "openai\x1fa"
-    assert (first.attempts, first.next_attempt_at, first.first_attempt_at) == (0, T0, None)
+    assert (first.attempts, first.next_attempt_at, first.first_attempt_at) == (0, 0.0, None)
     assert first.observed_at == T0
     assert first.event().id == first.event_id == created("a").id
 
 
-async def test_ack_marks_done(store: Store) -> None:
-    """Acked deliveries leave the sink's queue; other sinks keep theirs."""
+async def test_a_new_sink_starts_at_the_end_or_replays_from_a_time(store: StateStore) -> None:
+    """A sink added later gets only what is journaled after, unless it replays from a time."""
+    await store.set_sinks(["hook"], now=T0)
     await store.commit(
-        SRC, states={}, events=[created(x) for x in "abc"], sinks=["hook", "slack"], now=T0
+        SRC, states={}, events=[created(x, now=T0 + i) for i, x in enumerate("abc")], now=T0
     )
 
-    await store.ack("hook", [1, 3], now=T0 + 1)
-    await store.ack("hook", [], now=T0 + 1)
+    await store.set_sinks(["hook", "late"], now=T0 + 10)
+    await store.set_sinks(["hook", "late", "replay"], now=T0 + 10, replay_from=T0 + 1)
+    await store.commit(SRC, states={}, events=[created("d", now=T0 + 20)], now=T0 + 20)
 
-    assert [d.seq for d in await store.pending("hook")] == [2]
-    assert [d.seq for d in await store.pending("slack")] == [1, 2, 3]
+    assert [d.seq for d in await store.pending("late")] == [4]
+    assert [d.seq for d in await store.pending("replay")] == [2, 3, 4]
+    assert [d.seq for d in await store.pending("hook")] == [1, 2, 3, 4]
 
 
-async def test_schedule_retry_keeps_the_delivery_pending(store: Store) -> None:
+async def test_ack_marks_done(store: StateStore) -> None:
+    """Acked deliveries leave the sink's queue, in or out of order; other sinks keep theirs."""
+    await store.set_sinks(["hook", "slack"], now=T0)
+    await store.commit(SRC, states={}, events=[created(x) for x in "abcd"], now=T0)
+
+    # 3 went out while 2 is still out: the cursor stays at 1, 3 is remembered as done.
+    await store.ack("hook", [1, 3], cursor=1, now=T0 + 1)
+    await store.ack("hook", [], cursor=1, now=T0 + 1)
+    assert [d.seq for d in await store.pending("hook")] == [2, 4]
+    await store.ack("hook", [2], cursor=3, now=T0 + 2)
+    assert [d.seq for d in await store.pending("hook")] == [4]
+    await store.ack("hook", [], cursor=0, now=T0 + 2)  # a cursor never moves back
+    assert [d.seq for d in await store.pending("hook")] == [4]
+
+    assert [d.seq for d in await store.pending("slack")] == [1, 2, 3, 4]
+
+
+async def test_schedule_retry_keeps_the_delivery_pending(store: StateStore) -> None:
     """A retry keeps the delivery pending with its attempts, due time and first attempt."""
-    await store.commit(SRC, states={}, events=[created("a"), created("b")], sinks=["h"], now=T0)
-    assert [d.next_attempt_at for d in await store.pending("h")] == [T0, T0]
+    await store.set_sinks(["h"], now=T0)
+    await store.commit(SRC, states={}, events=[created("a"), created("b")], now=T0)
+    assert [d.next_attempt_at for d in await store.pending("h")] == [0.0, 0.0]
 
     await store.schedule_retry(
         "h", 1, attempts=1, next_attempt_at=T0 + 30, first_attempt_at=T0 + 1, error="503", now=T0
@@ -274,18 +360,20 @@ async def test_schedule_retry_keeps_the_delivery_pending(store: Store) -> None:
     await store.schedule_retry(
         "h", 2, attempts=2, next_attempt_at=T0 + 10, first_attempt_at=T0 + 2, error="503", now=T0
     )
+    await store.ack("h", [], cursor=2, now=T0)  # both have rows: the cursor passes them
 
     one, two = await store.pending("h")
     assert (one.attempts, one.next_attempt_at, one.first_attempt_at) == (1, T0 + 30, T0 + 1)
     assert (two.attempts, two.next_attempt_at) == (2, T0 + 10)
-    await store.ack("h", [1, 2], now=T0 + 40)
+    await store.ack("h", [1, 2], cursor=2, now=T0 + 40)
     assert await store.pending("h") == []
 
 
-async def test_dead_letter_then_retry_and_drop(store: Store) -> None:
+async def test_dead_letter_then_retry_and_drop(store: StateStore) -> None:
     """Dead letters leave the queue, are listed with their error, and can be retried or dropped."""
     events = [created("a"), created("b"), created("c")]
-    await store.commit(SRC, states={}, events=events, sinks=["hook", "slack"], now=T0)
+    await store.set_sinks(["hook", "slack"], now=T0)
+    await store.commit(SRC, states={}, events=events, now=T0)
 
     await store.dead_letter("hook", 1, attempts=5, error="HTTP 400", now=T0 + 9)
     await store.dead_letter("hook", 2, attempts=1, error="HTTP 422", now=T0 + 10)
@@ -315,7 +403,7 @@ async def test_dead_letter_then_retry_and_drop(store: Store) -> None:
     pending = await store.pending("hook")
     assert [(d.seq, d.attempts, d.next_attempt_at) for d in pending] == [
         (2, 0, T0 + 20),
-        (3, 0, T0),
+        (3, 0, 0.0),
     ]
     assert pending[0].first_attempt_at is None
     assert [(d.sink, d.seq) for d in await store.dead_letters()] == [("hook", 1), ("slack", 2)]
@@ -327,10 +415,10 @@ async def test_dead_letter_then_retry_and_drop(store: Store) -> None:
     assert [d.seq for d in await store.pending("slack")] == [1, 2, 3]
 
 
-async def test_dead_letter_filters(store: Store) -> None:
+async def test_dead_letter_filters(store: StateStore) -> None:
     """retry/drop touch only dead letters matching the sink and event ids given."""
     events = [created("a"), created("b")]
-    await store.commit(SRC, states={}, events=events, sinks=["hook", "slack"], now=T0)
+    await store.commit(SRC, states={}, events=events, now=T0)
     for sink in ("hook", "slack"):
         for seq in (1, 2):
             await store.dead_letter(sink, seq, attempts=1, error="no", now=T0)
@@ -345,28 +433,40 @@ async def test_dead_letter_filters(store: Store) -> None:
     assert [d.seq for d in await store.pending("slack")] == [2]
 
 
-async def test_enqueue_all_fills_only_missing_rows(store: Store) -> None:
-    """enqueue_all gives a sink rows for entries after a seq that it has none for."""
-    await store.commit(SRC, states={}, events=[created(x) for x in "abc"], sinks=["hook"], now=T0)
-    await store.ack("hook", [1], now=T0)
+async def test_a_removed_sink_is_retired_and_pins_nothing(store: StateStore) -> None:
+    """Its queue becomes dead letters (counted, listed), and the journal prunes again."""
+    await store.set_sinks(["hook", "old"], now=T0)
+    await store.commit(SRC, states={}, events=[created(x) for x in "abcd"], now=T0)
+    await store.ack("hook", [1, 2, 3, 4], cursor=4, now=T0)
+    await store.ack("old", [1], cursor=1, now=T0)
+    await store.schedule_retry(
+        "old", 2, attempts=1, next_attempt_at=T0, first_attempt_at=T0, error="503", now=T0
+    )
+    await store.dead_letter("old", 3, attempts=5, error="HTTP 400", now=T0)
 
-    assert await store.enqueue_all("new", after_seq=1, now=T0 + 5) == 2
-    assert [(d.seq, d.next_attempt_at) for d in await store.pending("new")] == [
-        (2, T0 + 5),
-        (3, T0 + 5),
+    retired = await store.set_sinks(["hook"], now=T0 + 5)
+
+    assert [(r.name, r.queued, r.dead) for r in retired] == [("old", 2, 3)]
+    letters = await store.dead_letters("old")
+    assert [(d.seq, d.last_error) for d in letters] == [
+        (2, "sink removed from the config"),
+        (3, "HTTP 400"),
+        (4, "sink removed from the config"),
     ]
-    assert (await store.pending("new"))[0].job_key == job_key(SRC, "b")
-    assert await store.enqueue_all("hook", after_seq=0, now=T0) == 0  # acked rows stay done
-    assert [d.seq for d in await store.pending("hook")] == [2, 3]
+    assert await store.set_sinks(["hook"], now=T0 + 6) == []  # retired once
+    assert await store.prune(older_than=T0 + 100) == 1  # entry 1; 2-4 wait as dead letters
+    assert await store.drop_dead_letters(sink="old") == 3
+    assert await store.prune(older_than=T0 + 100) == 3
+    assert await journal(store) == []
 
 
-async def test_concurrent_calls_are_serialised(store: Store) -> None:
+async def test_concurrent_calls_are_serialised(store: StateStore) -> None:
     """Many tasks using the store at once each get a whole, consistent answer."""
     events = [created(f"j{i}") for i in range(40)]
-    await store.commit(SRC, states={}, events=events, sinks=["hook"], now=T0)
+    await store.commit(SRC, states={}, events=events, now=T0)
 
     async def ack(seq: int) -> None:
-        await store.ack("hook", [seq], now=T0)
+        await store.ack("hook", [seq], cursor=0, now=T0)
         await store.pending("hook")
 
     with anyio.fail_after(5):
@@ -380,45 +480,47 @@ async def test_concurrent_calls_are_serialised(store: Store) -> None:
 # -- housekeeping ---------------------------------------------------------------------------------
 
 
-async def test_prune_keeps_what_a_sink_still_needs(store: Store) -> None:
+async def test_prune_keeps_what_a_sink_still_needs(store: StateStore) -> None:
     """prune drops old fully-delivered entries, keeps pending/dead/new ones, never reuses seqs."""
+    await store.set_sinks(["hook", "slack"], now=T0)
     old = [created(x, now=T0) for x in "abcd"]
-    await store.commit(SRC, states={}, events=old, sinks=["hook", "slack"], now=T0)
-    await store.commit(SRC, states={}, events=[created("e", now=T0 + 100)], sinks=[], now=T0)
-    await store.ack("hook", [1, 2, 3, 4], now=T0)
-    await store.ack("slack", [1, 3], now=T0)  # 2 stays pending
+    await store.commit(SRC, states={}, events=old, now=T0)
+    await store.commit(SRC, states={}, events=[created("e", now=T0 + 100)], now=T0)
+    await store.ack("hook", [1, 2, 3, 4, 5], cursor=5, now=T0)
+    await store.ack("slack", [1, 3], cursor=1, now=T0)  # 2 stays pending
     await store.dead_letter("slack", 4, attempts=1, error="no", now=T0)
+    await store.ack("slack", [5], cursor=1, now=T0)
 
-    assert await store.prune(older_than=T0 + 50) == 2
+    assert await store.prune(older_than=T0 + 50) == 1  # slack's cursor holds 2 and 3
 
-    assert [e.seq for e in await store.journal()] == [2, 4, 5]
+    assert [seq for seq, _ in await journal(store)] == [2, 3, 4, 5]
     assert [d.seq for d in await store.pending("slack")] == [2]
     assert [d.seq for d in await store.dead_letters()] == [4]
     assert await store.prune(older_than=T0 + 50) == 0
     # Once the last one is pruned, seqs still go on from the highest ever given.
-    await store.ack("slack", [2], now=T0)
+    await store.ack("slack", [2], cursor=5, now=T0)
+    assert await store.prune(older_than=T0 + 50) == 2  # 2 and 3; 4 is a dead letter
     await store.drop_dead_letters()
-    assert await store.prune(older_than=T0 + 1000) == 3
-    assert await store.last_seq() == 5
-    assert await store.commit(SRC, states={}, events=[created("f")], sinks=[], now=T0) == [6]
+    assert await store.prune(older_than=T0 + 1000) == 2
+    assert (await store.stats())["last_seq"] == 5
+    assert await store.commit(SRC, states={}, events=[created("f")], now=T0) == [6]
 
 
-async def test_stats(store: Store) -> None:
+async def test_stats(store: StateStore, db: Path) -> None:
     """stats() counts jobs per source, the journal, and pending and dead deliveries per sink."""
+    await store.set_sinks(["hook", "slack"], now=T0)
     await store.commit(
         SRC,
         states={"a": state_of("a", "running"), "b": state_of("b", "succeeded")},
         events=[created("a"), created("b")],
-        sinks=["hook", "slack"],
         now=T0,
         baselined=True,
     )
-    await store.ack("hook", [1], now=T0)
+    await store.ack("hook", [1], cursor=1, now=T0)
     await store.dead_letter("slack", 2, attempts=1, error="no", now=T0)
 
     stats = await store.stats()
 
-    assert stats["path"] == str(store.path)
     assert stats["schema_version"] == SCHEMA_VERSION
     assert stats["jobs"] == {SRC: 2}
     assert stats["terminal_jobs"] == {SRC: 1}
@@ -426,6 +528,7 @@ async def test_stats(store: Store) -> None:
     assert (stats["journal_entries"], stats["last_seq"]) == (2, 2)
     assert stats["pending"] == {"hook": 1, "slack": 1}
     assert stats["dead"] == {"slack": 1}
+    assert stats["cursors"] == {"hook": 1, "slack": 0}
 
 
 # -- the file -------------------------------------------------------------------------------------
@@ -435,9 +538,7 @@ async def test_stats(store: Store) -> None:
 async def test_files_are_private(db: Path, open_umask: None) -> None:
     """The database and its -wal and -shm files are 0600 even under a permissive umask."""
     async with await Store.open(db) as store:
-        await store.commit(
-            SRC, states={"a": state_of("a")}, events=[created("a")], sinks=["h"], now=T0
-        )
+        await store.commit(SRC, states={"a": state_of("a")}, events=[created("a")], now=T0)
         wal = db.with_name(db.name + "-wal")
         shm = db.with_name(db.name + "-shm")
         assert {p.name: mode(p) for p in (db, wal, shm)} == {
@@ -448,9 +549,10 @@ async def test_files_are_private(db: Path, open_umask: None) -> None:
         assert mode(db.parent) == 0o700
 
 
-async def test_file_settings(store: Store) -> None:
+async def test_file_settings(db: Path) -> None:
     """The file is in WAL mode and carries our schema version."""
-    conn = sqlite3.connect(store.path)
+    await (await Store.open(db)).aclose()
+    conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -458,9 +560,9 @@ async def test_file_settings(store: Store) -> None:
         conn.close()
 
 
-async def test_unknown_deliveries_are_ignored(store: Store) -> None:
+async def test_unknown_deliveries_are_ignored(store: StateStore) -> None:
     """Acking, retrying or dead-lettering a delivery that does not exist changes nothing."""
-    await store.ack("h", [1], now=T0)
+    await store.ack("h", [1], cursor=0, now=T0)
     await store.schedule_retry(
         "h", 1, attempts=1, next_attempt_at=T0, first_attempt_at=T0, error="x", now=T0
     )
@@ -478,7 +580,6 @@ async def test_reopen_after_crash_keeps_everything(db: Path) -> None:
             SRC,
             states={"a": state_of("a")},
             events=[created("a")],
-            sinks=["hook"],
             now=T0,
             baselined=True,
         )
@@ -487,7 +588,7 @@ async def test_reopen_after_crash_keeps_everything(db: Path) -> None:
         async with await Store.open(db) as second:
             assert await second.load_states(SRC) == {"a": state_of("a")}
             assert await second.is_baselined(SRC)
-            assert [e.event_id for e in await second.journal()] == [created("a").id]
+            assert [e for _, e in await journal(second)] == [created("a").id]
             assert [d.last_error for d in await second.dead_letters()] == ["HTTP 400"]
     finally:
         await first.aclose()
@@ -509,7 +610,7 @@ async def test_commit_survives_kill_9(db: Path) -> None:
             job = FineTuningJob(id="ftjob-k", status="running")
             state, events = diff(None, job, source="openai", now=1.0)
             await store.commit(
-                "openai", states={job.id: state}, events=events, sinks=["hook"], now=1.0
+                "openai", states={job.id: state}, events=events, now=1.0
             )
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -588,5 +689,91 @@ async def test_closed_store_refuses_calls(db: Path) -> None:
     await store.aclose()
 
     with pytest.raises(StoreError, match="is closed"):
-        await store.journal()
+        await store.stats()
     assert "closed" in repr(store)
+
+
+# -- one daemon per file, a private directory, a damaged file --------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_the_lock_holds_for_the_file_not_the_name(db: Path, link: str) -> None:
+    """A second daemon reaching the same file through a symlink or a hard link is refused."""
+    other = db.parent / "other-name.db"
+    with exclusive(db):
+        if link == "symlink":
+            other.symlink_to(db)
+        else:
+            os.link(db, other)
+        with pytest.raises(StoreError, match="in use by another ftwatch process"), exclusive(other):
+            pass
+    with exclusive(other):  # free again once the first let go
+        pass
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_a_new_state_directory_is_private_before_the_lock_exists(
+    tmp_path: Path, open_umask: None
+) -> None:
+    """The directory the lock creates is 0700 and the state file in it 0600, whatever the umask."""
+    state = tmp_path / "new" / "ftwatch.db"
+    with exclusive(state):
+        assert (mode(state.parent), mode(state)) == (0o700, 0o600)
+    assert not state.with_name(state.name + ".lock").exists()  # no lock file beside it
+
+
+def _corrupt_table(path: Path, table: str) -> None:
+    """Overwrite every page of ``table``'s b-tree except the first with garbage."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    pages = [
+        row[0]
+        for row in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = ? ORDER BY pageno", (table,)
+        )
+    ]
+    conn.close()
+    assert len(pages) > 2, pages
+    with path.open("r+b") as f:
+        for page in pages[1:]:
+            f.seek((page - 1) * page_size)
+            f.write(b"\xa5" * page_size)
+
+
+async def test_a_damaged_deliveries_table_is_refused_at_start(db: Path) -> None:
+    """quick_check at open: a damaged file gets one sentence (and `ftwatch` exits 2)."""
+    async with await Store.open(db) as store:
+        await store.set_sinks(["hook"], now=T0)
+        events = [created(f"ftjob-{i}") for i in range(300)]
+        await store.commit(SRC, states={}, events=events, now=T0)
+        for seq in range(1, 301):
+            await store.dead_letter("hook", seq, attempts=1, error="x" * 200, now=T0)
+    _corrupt_table(db, "deliveries")
+
+    with pytest.raises(StoreError) as info:
+        await Store.open(db)
+    assert str(info.value) == (
+        f"The state file {db} is corrupt; restore it from a backup or point state.path at"
+        " another file."
+    )
+
+    config = db.parent / "ftwatch.toml"
+    config.write_text(
+        f"[state]\npath = {str(db)!r}\n\n[[sources]]\nname = 'openai'\napi_key = 'k'\n"
+        "\n[[sinks]]\nname = 'hook'\ntype = 'stdout'\n"
+    )
+    result = await anyio.run_process(
+        [sys.executable, "-m", "watcher", "deadletters", "list", "--config", str(config)],
+        check=False,
+    )
+    assert result.returncode == 2
+    assert b"is corrupt" in result.stderr and b"Traceback" not in result.stderr
+
+
+async def test_watcher_imports_without_fcntl() -> None:
+    """`import watcher` works where fcntl does not exist (Windows): the lock imports it late."""
+    code = "import sys; sys.modules['fcntl'] = None; import watcher, watcher.app, watcher.cli"
+    result = await anyio.run_process([sys.executable, "-c", code], check=False)
+    assert result.returncode == 0, result.stderr.decode()

@@ -102,9 +102,9 @@ async def test_the_store_copies_its_log_into_the_file_as_it_writes(tmp_path: Pat
     async with await Store.open(path) as store:
         before = path.stat().st_size
         events = events_for("ftjob-1", ["queued", "running", "succeeded"])
-        seqs = await store.commit("test", states={}, events=events, sinks=["hook"], now=1.0)
+        seqs = await store.commit("test", states={}, events=events, now=1.0)
         for i in range(CHECKPOINT_EVERY):
-            await store.ack("hook", [seqs[i % len(seqs)]], now=float(i))
+            await store.ack("hook", [seqs[i % len(seqs)]], cursor=0, now=float(i))
         await anyio.to_thread.run_sync(store._checkpointer.settle)
         assert path.stat().st_size > before
         row = await store._run("read", lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone())

@@ -13,11 +13,10 @@ events from memory.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -29,13 +28,13 @@ from .client import APIClient
 from .clock import Clock, SystemClock
 from .config import Config, SourceConfig, StateConfig, load_config
 from .dispatch import SinkWorker
-from .errors import StoreError
 from .events import BaseEvent
 from .http import AsyncBaseTransport
 from .logs import register_secret
 from .poller import SourcePoller
 from .sinks import Sink, SinkConfig, register_sink_secrets, sink_plugin
-from .store import Store
+from .store import StateStore, Store
+from .store.lock import exclusive
 from .subscribers import Overflow, Subscription, type_patterns
 
 __all__ = ["Watcher", "client_for"]
@@ -60,32 +59,6 @@ def client_for(
         transport=transport,
         sleep=sleep,
     )
-
-
-@contextmanager
-def _exclusive(state: Path) -> Iterator[None]:
-    """Hold an advisory lock beside the state file for as long as the watcher runs.
-
-    Two daemons on one state file would each deliver every event; the second is refused. The
-    kernel drops the lock when the process dies, so a kill -9 never leaves it stale.
-    """
-    lock_path = state.expanduser().with_name(state.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise StoreError(
-                f"{state} is in use by another ftwatch process (pid {other}); stop it, or "
-                "point state.path at another file"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)
 
 
 log = structlog.get_logger(__name__)
@@ -153,7 +126,7 @@ class Watcher:
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._stopped = anyio.Event()
-        self.store: Store | None = None
+        self.store: StateStore | None = None
         self.pollers: dict[str, SourcePoller] = {}
         self.workers: dict[str, SinkWorker] = {}
 
@@ -206,7 +179,7 @@ class Watcher:
             sink = sink_plugin(sink_config.type).build(sink_config)
             stack.push_async_callback(sink.aclose)
             built.append((sink, sink_config))
-        stack.enter_context(_exclusive(Path(self.config.state.path)))
+        stack.enter_context(exclusive(Path(self.config.state.path)))
         self.store = store = await Store.open(self.config.state.path)
         stack.push_async_callback(store.aclose)
 
@@ -223,6 +196,9 @@ class Watcher:
                 sink_config = SinkConfig(name=name, type=type(sink).__name__)
             stack.push_async_callback(sink.aclose)
             self._add_worker(sink, sink_config)
+        # New sinks start at the end of the journal; sinks no longer configured are retired.
+        for retired in await store.set_sinks(list(self.workers), now=self.clock.now()):
+            log.warning("sink_retired", sink=retired.name, queued=retired.queued, dead=retired.dead)
 
         for source in self.config.sources:
             # Retry waits run on the watcher's clock, so tests drive them like the rest.
@@ -234,7 +210,6 @@ class Watcher:
                 source,
                 client,
                 store,
-                sinks=lambda: list(self.workers),
                 publish=self._publish,
                 clock=self.clock,
                 rng=random.Random(self._rng.random()),
@@ -277,7 +252,7 @@ class Watcher:
             rng=random.Random(self._rng.random()),
         )
 
-    def _require_store(self) -> Store:
+    def _require_store(self) -> StateStore:
         assert self.store is not None, "enter the Watcher first"
         return self.store
 
@@ -364,19 +339,12 @@ class Watcher:
     async def flush(self) -> None:
         """Deliver everything that is due now to every sink (for ``autostart=False``)."""
         for worker in self.workers.values():
-            while worker.disabled is None and await worker.drain_once():
-                pass
+            await worker.flush()
 
     async def drained(self) -> None:
         """Wait until every sink has no delivery due now (retries scheduled later do not count)."""
-        store = self._require_store()
         for worker in self.workers.values():
-            while worker.disabled is None:
-                pending = await store.pending(worker.name, limit=1)
-                if not pending or (worker.idle.is_set() and worker.next_due is not None):
-                    break
-                worker.wake()
-                await worker.idle.wait()
+            await worker.drained()
 
     def stop(self) -> None:
         """Ask :meth:`wait` to return (the daemon's clean shutdown path)."""

@@ -29,7 +29,7 @@ from .errors import SinkDisabled, SinkRejected, SinkUnavailable, StoreError
 from .events import BaseEvent, event_from_envelope
 from .retry import retry_delay
 from .sinks import Sink, SinkConfig
-from .store import Delivery, Store
+from .store import Delivery, StateStore
 
 __all__ = ["SinkWorker", "backoff_delay"]
 
@@ -42,6 +42,8 @@ _WINDOW = 2000
 _RESYNC_EVERY = 60.0
 # How long a stopping worker may spend writing the acknowledgements it still holds.
 _ACK_ON_EXIT = 2.0
+# While a sink fails, how often its state is summed up in one warning (the rest is at debug).
+_SUMMARY_EVERY = 60.0
 
 
 def backoff_delay(
@@ -86,10 +88,11 @@ class SinkWorker:
         self,
         sink: Sink,
         config: SinkConfig,
-        store: Store,
+        store: StateStore,
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        resync_every: float = _RESYNC_EVERY,
     ) -> None:
         self.sink = sink
         self.config = config
@@ -115,6 +118,17 @@ class SinkWorker:
         self._busy_jobs: set[str] = set()  # jobs whose chain is queued or being delivered
         self._queued = 0  # chains handed out that no puller has taken yet
         self._done: list[int] = []  # delivered, acknowledgement not yet written
+        self._resync_every = resync_every
+        # The cursor (see watcher.store.protocol): fresh entries read and not yet settled hold
+        # it back; with none, it stands at the highest seq read.
+        self._blocking: set[int] = set()
+        self._read_to = 0
+        self._cursor = 0  # the cursor last written
+        # One warning per outage: when the sink started failing, how many attempts failed
+        # since, and when the next summary is due.
+        self._failing_since: float | None = None
+        self._failed_attempts = 0
+        self._summary_at = 0.0
 
     @property
     def name(self) -> str:
@@ -144,7 +158,7 @@ class SinkWorker:
                 return
             except Exception:
                 # A pipeline that ran a good while before failing starts the count afresh.
-                failures = 1 if self.clock.now() - started > _RESYNC_EVERY else failures + 1
+                failures = 1 if self.clock.now() - started > self._resync_every else failures + 1
                 policy = self.config.retry
                 delay = backoff_delay(
                     failures,
@@ -168,6 +182,23 @@ class SinkWorker:
         becomes due (None when nothing waits): rows queued behind a retry wait for it.
         """
         return await self._pipeline(forever=False)
+
+    async def flush(self) -> None:
+        """Deliver everything due now, until a pass attempts nothing (a watcher driven by hand)."""
+        while self.disabled is None and await self.drain_once():
+            pass
+
+    async def drained(self) -> None:
+        """Wait until nothing is due now (retries scheduled later do not count).
+
+        For a worker running in the background (:meth:`run`).
+        """
+        while self.disabled is None:
+            pending = await self.store.pending(self.name, limit=1)
+            if not pending or (self.idle.is_set() and self.next_due is not None):
+                break
+            self.wake()
+            await self.idle.wait()
 
     async def _pipeline(self, *, forever: bool) -> bool:
         attempted = False
@@ -219,7 +250,7 @@ class SinkWorker:
         # A re-read waits until no chain is out; the end of the last one wakes us anyway.
         resync = None if self._busy_jobs else self._resync_at
         due = [t for t in (self.next_due, resync) if t is not None]
-        return max(0.0, min(due) - self.clock.now()) if due else _RESYNC_EVERY
+        return max(0.0, min(due) - self.clock.now()) if due else self._resync_every
 
     async def _feed(self, send: MemoryObjectSendStream[Sequence[Delivery]]) -> bool:
         """Read what is new, hand every due job to the pullers; return whether any was."""
@@ -230,8 +261,9 @@ class SinkWorker:
             self._queues.clear()
             self._ready.clear()
             self._horizon = self._known = 0
+            self._blocking.clear()
             self._unread = True
-            self._resync_at = now + _RESYNC_EVERY
+            self._resync_at = now + self._resync_every
         if self._unread and self._known < _WINDOW:
             await self._read()
         handed = False
@@ -255,7 +287,13 @@ class SinkWorker:
         if not rows:
             return
         self._horizon = rows[-1].seq
+        self._read_to = max(self._read_to, self._horizon)
+        # Delivered but not yet acknowledged: still pending in the store, already sent. (A
+        # full re-read used to hand them out again: a duplicate without any crash.)
+        unacked = set(self._done)
+        rows = [delivery for delivery in rows if delivery.seq not in unacked]
         self._known += len(rows)
+        self._blocking.update(delivery.seq for delivery in rows if not delivery.stored)
         for delivery in rows:
             queue = self._queues.get(delivery.job_key)
             if queue is None:
@@ -270,13 +308,17 @@ class SinkWorker:
         heapq.heappush(self._ready, (head.next_attempt_at, head.seq, key))
 
     async def _write_acks(self) -> None:
-        if not self._done:
+        # The delivered seqs and the cursor are taken together, with no await between, so the
+        # cursor never passes a delivery that is not in this write.
+        cursor = min(self._blocking) - 1 if self._blocking else self._read_to
+        if not self._done and cursor <= self._cursor:
             return
         done = list(self._done)
-        await self.store.ack(self.name, done, now=self.clock.now())
+        await self.store.ack(self.name, done, cursor=cursor, now=self.clock.now())
         # Dropped only once written: a write cancelled while waiting for the store is done
         # again on the way out. Pullers only append, so the written ones are the first.
         del self._done[: len(done)]
+        self._cursor = max(self._cursor, cursor)
         self.delivered += len(done)
 
     async def _pull_chains(self, chains: MemoryObjectReceiveStream[Sequence[Delivery]]) -> None:
@@ -324,6 +366,7 @@ class SinkWorker:
             first = delivery.first_attempt_at or self.clock.now()
             try:
                 await self.sink.send(event)
+                self._recovered()
             # A SinkError's reason: the logs and the dead letter name the sink themselves.
             except SinkRejected as exc:
                 await self._dead(delivery, attempts, exc.reason)
@@ -344,7 +387,41 @@ class SinkWorker:
                 error = f"{type(exc).__name__}: {exc}"
                 return await self._retry(delivery, attempts, first, error, None)
         self._done.append(delivery.seq)
+        self._blocking.discard(delivery.seq)
         return None
+
+    def _failing(self, error: str) -> None:
+        """Count a failed attempt; log when the sink starts failing, then a periodic summary."""
+        now = self.clock.now()
+        self._failed_attempts += 1
+        if self._failing_since is None:
+            self._failing_since = now
+            self._summary_at = now + _SUMMARY_EVERY
+            log.warning("sink_failing", sink=self.name, since=now, error=error)
+        elif now >= self._summary_at:
+            self._summary_at = now + _SUMMARY_EVERY
+            log.warning(
+                "sink_still_failing",
+                sink=self.name,
+                since=self._failing_since,
+                failed_attempts=self._failed_attempts,
+                queued=self._known,
+                waiting_jobs=len(self._ready) + len(self._busy_jobs),
+                error=error,
+            )
+
+    def _recovered(self) -> None:
+        """A delivery went through: end the outage, if there was one, with one line."""
+        if self._failing_since is None:
+            return
+        log.info(
+            "sink_recovered",
+            sink=self.name,
+            failed_attempts=self._failed_attempts,
+            down_for=round(self.clock.now() - self._failing_since, 3),
+        )
+        self._failing_since = None
+        self._failed_attempts = 0
 
     async def _retry(
         self,
@@ -369,7 +446,8 @@ class SinkWorker:
             # Past max_age the event is dead-lettered anyway: one last attempt there at most.
             retry_after=None if retry_after is None else min(retry_after, policy.max_age),
         )
-        log.warning(
+        self._failing(error)
+        log.debug(
             "delivery_retry",
             sink=self.name,
             event_id=delivery.event_id,
@@ -386,8 +464,13 @@ class SinkWorker:
             error=error,
             now=now,
         )
+        self._blocking.discard(delivery.seq)  # it has a row now
         return dataclasses.replace(
-            delivery, attempts=attempts, next_attempt_at=now + delay, first_attempt_at=first
+            delivery,
+            attempts=attempts,
+            next_attempt_at=now + delay,
+            first_attempt_at=first,
+            stored=True,
         )
 
     async def _dead(self, delivery: Delivery, attempts: int, error: str) -> None:
@@ -401,3 +484,4 @@ class SinkWorker:
         await self.store.dead_letter(
             self.name, delivery.seq, attempts=attempts, error=error, now=self.clock.now()
         )
+        self._blocking.discard(delivery.seq)

@@ -35,7 +35,7 @@ from .diff import JobState, diff
 from .errors import APIError, AuthenticationError, MalformedResponse, NotFoundError
 from .events import BaseEvent
 from .models import FineTuningJob
-from .store import Store
+from .store import StateStore
 
 __all__ = ["CycleReport", "SourcePoller"]
 
@@ -71,9 +71,8 @@ class SourcePoller:
         self,
         config: SourceConfig,
         client: APIClient,
-        store: Store,
+        store: StateStore,
         *,
-        sinks: Callable[[], Sequence[str]],
         publish: Publish,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -82,7 +81,6 @@ class SourcePoller:
         self.client = client
         self.store = store
         self.clock = clock or SystemClock()
-        self._sinks = sinks
         self._publish = publish
         self._rng = rng or random.Random()
         self.states: dict[str, JobState] = {}
@@ -196,7 +194,6 @@ class SourcePoller:
                 self.name,
                 states=changed,
                 events=events,
-                sinks=list(self._sinks()),
                 now=now,
                 baselined=True if finishing_baseline else None,
                 gaps=gaps if gaps_moved else None,

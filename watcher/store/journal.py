@@ -1,0 +1,184 @@
+"""The journal and the snapshots in SQLite: one poll cycle's write, reading states back, pruning.
+
+Everything here runs in the store's worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from ..diff import JobState
+from ..events import BaseEvent
+from ..models import FineTuningJob
+from .schema import transaction
+
+__all__ = ["prune", "rebuild_states", "serialise_cycle", "stats", "write_cycle"]
+
+log = structlog.get_logger("watcher.store")
+
+Rows = list[tuple[Any, ...]]
+
+
+def serialise_cycle(
+    source: str,
+    states: Sequence[tuple[str, JobState]],
+    events: Sequence[BaseEvent],
+    now: float,
+) -> tuple[Rows, Rows]:
+    """The snapshot rows and journal rows of one cycle (done before taking the connection)."""
+    snapshot_rows: Rows = [
+        (
+            source,
+            job_id,
+            st.job.status,
+            int(st.job.is_terminal),
+            st.job.model_dump_json(by_alias=True),
+            json.dumps(dict(st.seen), separators=(",", ":")),
+            json.dumps(dict(st.since), separators=(",", ":")),
+            now,
+        )
+        for job_id, st in states
+    ]
+    journal_rows: Rows = [
+        (ev.id, ev.type, ev.source, ev.job_id, ev.observed_at, ev.to_json()) for ev in events
+    ]
+    return snapshot_rows, journal_rows
+
+
+def write_cycle(
+    conn: sqlite3.Connection,
+    source: str,
+    snapshot_rows: Rows,
+    journal_rows: Rows,
+    now: float,
+    baselined: bool | None,
+    gaps: Sequence[str] | None,
+) -> list[int]:
+    """Journal the events and write the snapshots and source flags in ONE transaction."""
+    with transaction(conn):
+        seqs: list[int] = []
+        for row in journal_rows:
+            # Not ON CONFLICT DO NOTHING: with AUTOINCREMENT that burns a seq per
+            # duplicate, and every restart would leave gaps in the journal.
+            cur = conn.execute(
+                "INSERT INTO journal (event_id, type, source, job_id, observed_at, body)"
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6"
+                " WHERE NOT EXISTS (SELECT 1 FROM journal WHERE event_id = ?1)",
+                row,
+            )
+            if cur.rowcount == 1 and cur.lastrowid is not None:
+                seqs.append(cur.lastrowid)
+        if snapshot_rows:
+            conn.executemany(
+                "INSERT INTO snapshots"
+                " (source, job_id, status, terminal, job, seen, since, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (source, job_id) DO UPDATE SET status = excluded.status,"
+                " terminal = excluded.terminal, job = excluded.job,"
+                " seen = excluded.seen, since = excluded.since,"
+                " updated_at = excluded.updated_at",
+                snapshot_rows,
+            )
+        if baselined is not None:
+            conn.execute(
+                "INSERT INTO sources (source, baselined, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET baselined = excluded.baselined,"
+                " updated_at = excluded.updated_at",
+                (source, int(baselined), now),
+            )
+        if gaps is not None:
+            conn.execute(
+                "INSERT INTO sources (source, gaps, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET gaps = excluded.gaps,"
+                " updated_at = excluded.updated_at",
+                (source, json.dumps(list(gaps)), now),
+            )
+    return seqs
+
+
+def rebuild_states(source: str, rows: list[tuple[str, str, str, str]]) -> dict[str, JobState]:
+    """Parse stored snapshots; an unreadable one is logged and forgotten."""
+    states: dict[str, JobState] = {}
+    for job_id, job, seen, since in rows:
+        try:
+            states[job_id] = JobState(
+                job=FineTuningJob.model_validate_json(job),
+                seen={str(k): int(v) for k, v in json.loads(seen).items()},
+                since={str(k): float(v) for k, v in json.loads(since).items()},
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            # A snapshot we cannot read is forgotten, never a crash: the job is seen as new
+            # again, and its deterministic `created` id is absorbed by the journal if known.
+            log.warning("snapshot_unreadable", source=source, job_id=job_id, error=str(exc))
+    return states
+
+
+def prune(conn: sqlite3.Connection, older_than: float) -> int:
+    """Delete old entries that every sink's cursor has passed and that no row points at.
+
+    A retry or a dead letter keeps its entry (a ``done`` row goes with it, by the foreign
+    key's cascade); a retired sink has no cursor and pins nothing but its dead letters.
+    Snapshots are never pruned: they keep a finished job from being announced again.
+    """
+    with transaction(conn):
+        return conn.execute(
+            "DELETE FROM journal WHERE observed_at < ?"
+            " AND seq <= coalesce((SELECT min(cursor) FROM sinks), seq)"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries AS d"
+            " WHERE d.seq = journal.seq AND d.state != 'done')",
+            (older_than,),
+        ).rowcount
+
+
+def stats(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The counts of :meth:`SQLiteStore.stats`, read in one transaction (one moment)."""
+    conn.execute("BEGIN")
+    try:
+        jobs: dict[str, int] = {}
+        terminal: dict[str, int] = {}
+        for src, total, done in conn.execute(
+            "SELECT source, count(*), sum(terminal) FROM snapshots GROUP BY source"
+        ):
+            jobs[src] = total
+            terminal[src] = int(done or 0)
+        baselined = {
+            src: bool(flag) for src, flag in conn.execute("SELECT source, baselined FROM sources")
+        }
+        (entries,) = conn.execute("SELECT count(*) FROM journal").fetchone()
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()
+        pending: dict[str, int] = dict(
+            conn.execute(
+                "SELECT sink, count(*) FROM deliveries WHERE state = 'pending' GROUP BY sink"
+            ).fetchall()
+        )
+        # Plus each sink's fresh queue: the entries past its cursor that have no row.
+        for sink, fresh in conn.execute(
+            "SELECT s.name, (SELECT count(*) FROM journal AS j WHERE j.seq > s.cursor"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries AS d"
+            " WHERE d.sink = s.name AND d.seq = j.seq)) FROM sinks AS s"
+        ):
+            if fresh:
+                pending[sink] = pending.get(sink, 0) + int(fresh)
+        dead = dict(
+            conn.execute(
+                "SELECT sink, count(*) FROM deliveries WHERE state = 'dead' GROUP BY sink"
+            ).fetchall()
+        )
+        cursors = dict(conn.execute("SELECT name, cursor FROM sinks").fetchall())
+    finally:
+        conn.execute("COMMIT")
+    return {
+        "jobs": jobs,
+        "terminal_jobs": terminal,
+        "baselined": baselined,
+        "journal_entries": int(entries),
+        "last_seq": int(row[0]) if row else 0,
+        "pending": pending,
+        "dead": dead,
+        "cursors": cursors,
+    }
