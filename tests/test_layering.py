@@ -25,6 +25,7 @@ RANKS: dict[str, int] = {
     "client": 3,
     "config": 4,
     "store": 4,
+    "snapshots": 4,
     "poller": 5,
     "dispatch": 5,
     "subscribers": 5,

@@ -273,6 +273,26 @@ class APIClient(AsyncResource):
         )
         return self._page(answer, FineTuningJob, "list_jobs")
 
+    async def list_job_objects(self, *, limit: int = 100, after: str | None = None) -> Page[Any]:
+        """List jobs as the API sent them (parsed JSON, not validated), newest first.
+
+        For a caller that validates only the objects that changed since it last read them (the
+        poller): every item is returned as it came, malformed or not, and ``skipped`` is 0.
+        """
+        answer = await self._request(
+            "GET", "/fine_tuning/jobs", "list_jobs", params=self._page_params(limit, after)
+        )
+        body, status = answer
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise self._malformed("list_jobs", "with JSON that has no data list", status)
+        raw: list[Any] = body["data"]
+        return Page(
+            items=raw,
+            has_more=body.get("has_more") is True,
+            last_id=self._last_id(raw, body),
+            skipped=0,
+        )
+
     async def retrieve_job(self, job_id: str) -> FineTuningJob:
         """Fetch one job by id."""
         answer = await self._request("GET", self._job_path(job_id), "retrieve_job")

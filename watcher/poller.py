@@ -24,17 +24,19 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import structlog
 
-from .client import APIClient
+from .client import APIClient, Page
 from .clock import Clock, SystemClock, sleep_or_wake
 from .config import SourceConfig
-from .diff import JobState, diff
+from .diff import JobState
 from .errors import APIError, AuthenticationError, MalformedResponse, NotFoundError
 from .events import BaseEvent
 from .models import FineTuningJob
+from .snapshots import Fingerprints, JobsRead, diff_jobs
 from .store import Store
 
 __all__ = ["CycleReport", "SourcePoller"]
@@ -86,6 +88,7 @@ class SourcePoller:
         self._publish = publish
         self._rng = rng or random.Random()
         self.states: dict[str, JobState] = {}
+        self._fingerprints = Fingerprints()
         self.baselined = False
         self._baseline_cursor: str | None = None
         #: Cursors below which the job list is still unread, oldest gap last (see the module).
@@ -168,27 +171,19 @@ class SourcePoller:
         report = CycleReport(self.name, baseline=not self.baselined)
         self.cycles += 1
         gaps = self.gaps
+        read = JobsRead()
         if self.config.jobs is not None:
-            snapshots = await self._fetch_listed(report)
+            read.jobs = await self._fetch_listed(report)
             complete = True
         else:
-            snapshots, complete, gaps = await self._fetch_paged(report)
+            complete, gaps = await self._fetch_paged(report, read)
         now = self.clock.now()
         announce = self.baselined or self.config.emit_existing
-        changed: dict[str, JobState] = {}
-        events: list[BaseEvent] = []
-        for job in snapshots.values():
-            previous = self.states.get(job.id)
-            state, new_events = diff(
-                previous, job, source=self.name, now=now, announce_new=announce
-            )
-            if previous is None or previous.job != job or previous.seen != state.seen:
-                changed[job.id] = state
-            if new_events:
-                link = self.config.job_link(job.id)
-                events.extend(
-                    e.model_copy(update={"dashboard_url": link}) if link else e for e in new_events
-                )
+        changed, events = diff_jobs(
+            self.states, read, source=self.name, now=now, announce_new=announce
+        )
+        if events:
+            events = self._with_links(events)
         finishing_baseline = not self.baselined and complete
         gaps_moved = gaps != self.gaps
         if changed or events or finishing_baseline or gaps_moved:
@@ -202,12 +197,13 @@ class SourcePoller:
                 gaps=gaps if gaps_moved else None,
             )
         self.states.update(changed)
+        self._fingerprints.settle(read.jobs.keys() - read.unchanged, read)
         self.gaps = gaps
         if finishing_baseline:
             self.baselined = True
             log.info("baseline_recorded", source=self.name, jobs=len(self.states))
         report.events = events
-        report.jobs_seen = len(snapshots)
+        report.jobs_seen = len(read.jobs)
         if events:
             await self._publish(events)
         log.debug(
@@ -218,6 +214,18 @@ class SourcePoller:
             events=len(events),
         )
         return report
+
+    def _with_links(self, events: list[BaseEvent]) -> list[BaseEvent]:
+        """The events with their job's dashboard link, when the source has one."""
+        links: dict[str, str | None] = {}
+        out: list[BaseEvent] = []
+        for event in events:
+            job_id = event.job_id
+            if job_id not in links:
+                links[job_id] = self.config.job_link(job_id)
+            link = links[job_id]
+            out.append(event.model_copy(update={"dashboard_url": link}) if link else event)
+        return out
 
     # -- fetching -----------------------------------------------------------------------------
 
@@ -231,14 +239,12 @@ class SourcePoller:
         ]
         return await self._retrieve(wanted, report)
 
-    async def _fetch_paged(
-        self, report: CycleReport
-    ) -> tuple[dict[str, FineTuningJob], bool, list[str]]:
-        """Read pages newest first, as far as needed, then on from any gaps.
+    async def _fetch_paged(self, report: CycleReport, read: JobsRead) -> tuple[bool, list[str]]:
+        """Read pages newest first, as far as needed, then on from any gaps, into ``read``.
 
-        Returns the jobs, whether the list ended, and the gaps left for the next cycle.
+        Returns whether the list ended, and the gaps left for the next cycle.
         """
-        seen: dict[str, FineTuningJob] = {}
+        seen = read.jobs
         baseline = not self.baselined
         after = self._baseline_cursor if baseline else None
         cursors: set[str] = set()
@@ -249,12 +255,9 @@ class SourcePoller:
             if report.pages >= max_pages:
                 report.truncated = f"read the page limit ({max_pages} pages)"
                 break
-            page = await self.client.list_jobs(limit=self.config.page_size, after=after)
-            report.pages += 1
-            report.skipped += page.skipped
+            page, items = await self._list(after, read, report)
             hit_known = False
-            for job in page.items:
-                seen.setdefault(job.id, job)
+            for job in items:
                 hit_known = hit_known or job.id in self.states
             found_known = found_known or hit_known
             if not page.has_more:
@@ -272,7 +275,7 @@ class SourcePoller:
             if not hit_known:
                 continue  # more new jobs than one page: keep reading until a known one shows
             # While catching up, the pages left go to the gaps; active jobs are retrieved.
-            if self.gaps or not self._paging_is_cheaper(seen, page.items[-1]):
+            if self.gaps or not self._paging_is_cheaper(seen, items[-1]):
                 break
         gaps = list(self.gaps)
         if baseline:
@@ -289,26 +292,32 @@ class SourcePoller:
                 catching_up=bool(gaps) and not baseline,
             )
         if not baseline:
-            gaps = await self._read_gaps(gaps, seen, report)
+            gaps = await self._read_gaps(gaps, read, report)
             missing = [j for j in self.active_jobs() if j not in seen]
             seen.update(await self._retrieve(missing, report))
-        return seen, complete, gaps
+        return complete, gaps
 
-    async def _read_gaps(
-        self, gaps: list[str], seen: dict[str, FineTuningJob], report: CycleReport
-    ) -> list[str]:
+    async def _list(
+        self, after: str | None, read: JobsRead, report: CycleReport
+    ) -> tuple[Page[Any], list[FineTuningJob]]:
+        """Read one page into ``read``; return it and its valid jobs, in order."""
+        page = await self.client.list_job_objects(limit=self.config.page_size, after=after)
+        report.pages += 1
+        skipped = read.skipped
+        items = self._fingerprints.read(page.items, self.states, read, source=self.name)
+        report.skipped += read.skipped - skipped
+        return page, items
+
+    async def _read_gaps(self, gaps: list[str], read: JobsRead, report: CycleReport) -> list[str]:
         """Read on from the oldest gap's cursor with the pages left; return the gaps left."""
         gaps = list(gaps)
         cursors: set[str] = set()
         while gaps and report.pages < self.config.max_pages:
             after = gaps[-1]
             cursors.add(after)
-            page = await self.client.list_jobs(limit=self.config.page_size, after=after)
-            report.pages += 1
-            report.skipped += page.skipped
+            page, items = await self._list(after, read, report)
             closed = False
-            for job in page.items:
-                seen.setdefault(job.id, job)
+            for job in items:
                 closed = closed or job.id in self.states
             if closed or not page.has_more or page.last_id is None or page.last_id in cursors:
                 # A known job below the gap, the end of the list, or a server repeating itself.

@@ -1,0 +1,133 @@
+"""Reading a cycle's job objects: skipping unchanged ones never changes what a cycle emits."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from watcher.diff import JobState
+from watcher.events import BaseEvent
+from watcher.models import FineTuningJob
+from watcher.snapshots import Fingerprints, JobsRead, diff_jobs, fingerprint
+
+IDS = ("ftjob-a", "ftjob-b", "ftjob-c")
+STATUSES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
+# Values that compare equal in Python but validate or serialise differently, and some wrong types.
+ODD_VALUES = (None, 0, 1, True, 1.0, "1", math.nan, [], {}, {"code": "x"})
+
+raw_jobs = st.builds(
+    lambda job_id, status, tokens, extra, error: {
+        "id": job_id,
+        "object": "fine_tuning.job",
+        "status": status,
+        "trained_tokens": tokens,
+        "extra": extra,
+        "error": error,
+    },
+    st.sampled_from(IDS),
+    st.sampled_from(STATUSES),
+    st.sampled_from(ODD_VALUES),
+    st.sampled_from(ODD_VALUES),
+    st.sampled_from(ODD_VALUES),
+)
+# Malformed items too: a wrong status type, no id, not an object at all.
+items = st.one_of(
+    raw_jobs,
+    raw_jobs,
+    raw_jobs,
+    st.builds(lambda job_id: {"id": job_id, "status": 5}, st.sampled_from(IDS)),
+    st.just({"status": "running"}),
+    st.just("ftjob-a"),
+)
+
+
+@dataclass
+class Cycle:
+    """One cycle's input: the listed objects, the retrieved ones, and whether its commit fails."""
+
+    listed: list[Any]
+    retrieved: list[dict[str, Any]]
+    commit_fails: bool
+
+
+cycles = st.lists(
+    st.builds(
+        Cycle,
+        st.lists(items, max_size=6),
+        st.lists(raw_jobs, max_size=2),
+        st.sampled_from((False, False, False, True)),
+    ),
+    max_size=8,
+)
+
+
+class Run:
+    """A poller's memory across cycles, reading with fingerprints or (``full``) without."""
+
+    def __init__(self, *, full: bool) -> None:
+        self.full = full
+        self.states: dict[str, JobState] = {}
+        self.fingerprints = Fingerprints()
+
+    def cycle(
+        self, cycle: Cycle, now: float, announce: bool
+    ) -> tuple[dict[str, JobState], list[BaseEvent], int]:
+        """Run one cycle as the poller does; return what it would store, emit and skip."""
+        prints = Fingerprints() if self.full else self.fingerprints
+        read = JobsRead()
+        prints.read(cycle.listed, self.states, read, source="s")
+        for raw in cycle.retrieved:
+            # A retrieve: validated whole, no fingerprint, and only for a job not listed.
+            read.jobs.setdefault(raw["id"], FineTuningJob.model_validate(raw))
+        changed, events = diff_jobs(self.states, read, source="s", now=now, announce_new=announce)
+        if not cycle.commit_fails:
+            self.states.update(changed)
+            prints.settle(read.jobs.keys() - read.unchanged, read)
+        return changed, events, read.skipped
+
+
+@settings(max_examples=300, deadline=None)
+@given(history=cycles, announce_first=st.booleans())
+def test_skipping_unchanged_objects_gives_the_events_and_states_of_the_full_path(
+    history: list[Cycle], announce_first: bool
+) -> None:
+    """Cycle after cycle, the fingerprint path stores, emits and skips what the full path does."""
+    full, fast = Run(full=True), Run(full=False)
+    for index, cycle in enumerate(history):
+        announce = announce_first or index > 0
+        now = 1000.0 + index
+        assert fast.cycle(cycle, now, announce) == full.cycle(cycle, now, announce)
+        assert fast.states == full.states
+
+
+def test_an_unchanged_object_is_not_validated_again() -> None:
+    """A job read again from the same object is marked unchanged and keeps its snapshot."""
+    raw = {"id": "ftjob-a", "status": "running", "trained_tokens": 5}
+    prints = Fingerprints()
+    states: dict[str, JobState] = {}
+    first = JobsRead()
+    prints.read([raw], states, first, source="s")
+    changed, _ = diff_jobs(states, first, source="s", now=1.0, announce_new=False)
+    states.update(changed)
+    prints.settle(first.jobs, first)
+
+    again = JobsRead()
+    [job] = prints.read([dict(raw)], states, again, source="s")
+    assert again.unchanged == {"ftjob-a"}
+    assert job is states["ftjob-a"].job
+    assert diff_jobs(states, again, source="s", now=2.0, announce_new=True) == ({}, [])
+
+    moved = JobsRead()
+    prints.read([{**raw, "trained_tokens": 6}], states, moved, source="s")
+    assert moved.unchanged == set()
+
+
+def test_fingerprints_tell_types_apart() -> None:
+    """Objects Python calls equal (1, True, 1.0; NaN and null) get different fingerprints."""
+    marks = {fingerprint({"x": value}) for value in (1, True, 1.0, None, math.nan)}
+    assert len(marks) == 5
+    assert fingerprint({"x": "\ud800"}) is None

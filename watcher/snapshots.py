@@ -1,0 +1,168 @@
+"""A cycle's job objects, read cheaply: only a job whose raw object changed is validated and diffed.
+
+A steady-state cycle re-reads many jobs that did not change (every finished job on the first
+page, every active job between two updates). Validating each one into a pydantic model and
+comparing it with the last snapshot cost most of a cycle, for nothing. Instead, each raw
+object (the parsed JSON the API sent) gets a fingerprint; a job whose raw object has the
+fingerprint it had when it was last diffed is taken as unchanged, skipping validation, the
+diff and the model comparison. Anything else takes the full path, which decides as before.
+
+The fingerprint is Python's 64-bit ``hash`` of the object's compact JSON: two different objects
+share one with a chance of about 2**-64 per comparison (then a change would be seen one change
+late). It lives in memory only (``hash`` is salted per process), so the first cycle after a
+restart takes the full path for every job.
+
+A fingerprint is remembered only once its cycle is committed (:meth:`Fingerprints.settle`), and
+forgotten when the job's state comes from elsewhere (a retrieve): a cycle that failed before
+its commit, or a state newer than the object fingerprinted, must never hide a change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic_core
+import structlog
+from pydantic import ValidationError
+
+from .diff import JobState, diff
+from .events import BaseEvent
+from .models import FineTuningJob
+
+__all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint"]
+
+log = structlog.get_logger(__name__)
+
+
+def fingerprint(raw: Any) -> int | None:
+    """A fingerprint of a raw job object: equal objects (types included) give equal ones.
+
+    None when the object cannot be fingerprinted (a lone surrogate in a string, say): such a
+    job simply takes the full path every cycle.
+    """
+    try:
+        # "constants" keeps NaN apart from null: the two validate differently.
+        return hash(pydantic_core.to_json(raw, inf_nan_mode="constants"))
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+@dataclass
+class JobsRead:
+    """The jobs one cycle read: each id once, the unchanged ones marked, the fingerprints seen."""
+
+    #: Each job's snapshot, first valid occurrence first (an unchanged job's is its last one).
+    jobs: dict[str, FineTuningJob] = field(default_factory=dict)
+    #: Ids whose raw object had its remembered fingerprint: nothing to validate, diff or store.
+    unchanged: set[str] = field(default_factory=set)
+    #: The fingerprints of the objects read in full, to remember once the cycle is committed.
+    fingerprints: dict[str, int] = field(default_factory=dict)
+    #: Items dropped as malformed (each one was logged).
+    skipped: int = 0
+
+
+class Fingerprints:
+    """The fingerprint of the raw object each known job was last diffed from."""
+
+    def __init__(self) -> None:
+        """Start with none: every job takes the full path once."""
+        self._by_id: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """How many jobs have a fingerprint."""
+        return len(self._by_id)
+
+    def read(
+        self,
+        items: Sequence[Any],
+        states: Mapping[str, JobState],
+        into: JobsRead,
+        *,
+        source: str,
+    ) -> list[FineTuningJob]:
+        """Add one page's raw items to ``into``; return the page's valid jobs, in order.
+
+        A job already in ``into`` keeps its first snapshot, as a cycle always did. A malformed
+        item is logged, counted and left out.
+        """
+        page: list[FineTuningJob] = []
+        known = self._by_id
+        for index, raw in enumerate(items):
+            job_id = raw.get("id") if isinstance(raw, dict) else None
+            if isinstance(job_id, str) and job_id in into.jobs:
+                page.append(into.jobs[job_id])
+                continue
+            mark = fingerprint(raw)
+            if mark is not None and isinstance(job_id, str):
+                state = states.get(job_id)
+                if state is not None and known.get(job_id) == mark:
+                    into.jobs[job_id] = state.job
+                    into.unchanged.add(job_id)
+                    page.append(state.job)
+                    continue
+            try:
+                job = FineTuningJob.model_validate(raw)
+            except ValidationError as exc:
+                into.skipped += 1
+                log.warning(
+                    "api_item_skipped",
+                    source=source,
+                    operation="list_jobs",
+                    index=index,
+                    reason=_reason(exc),
+                )
+                continue
+            into.jobs[job.id] = job
+            if mark is not None and job_id == job.id:
+                into.fingerprints[job.id] = mark
+            page.append(job)
+        return page
+
+    def settle(self, diffed: Iterable[str], read: JobsRead) -> None:
+        """After the cycle's commit: remember what the diffed jobs were read from.
+
+        A job diffed from an object without a fingerprint (a retrieve) forgets its old one.
+        """
+        for job_id in diffed:
+            mark = read.fingerprints.get(job_id)
+            if mark is None:
+                self._by_id.pop(job_id, None)
+            else:
+                self._by_id[job_id] = mark
+
+
+def diff_jobs(
+    states: Mapping[str, JobState],
+    read: JobsRead,
+    *,
+    source: str,
+    now: float,
+    announce_new: bool,
+) -> tuple[dict[str, JobState], list[BaseEvent]]:
+    """Diff every job of ``read`` but the unchanged ones against ``states``.
+
+    Returns the states that changed (to store) and the events, in the order of the jobs.
+    """
+    changed: dict[str, JobState] = {}
+    events: list[BaseEvent] = []
+    unchanged = read.unchanged
+    for job_id, job in read.jobs.items():
+        if job_id in unchanged:
+            continue
+        previous = states.get(job_id)
+        state, new_events = diff(previous, job, source=source, now=now, announce_new=announce_new)
+        if previous is None or previous.job != job or previous.seen != state.seen:
+            changed[job_id] = state
+        events.extend(new_events)
+    return changed, events
+
+
+def _reason(exc: ValidationError) -> str:
+    # Where and what, never the value: a job object may hold anything.
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(p) for p in err["loc"]) or "item"
+        parts.append(f"{where}: {err['type']}")
+    return "; ".join(parts) or "invalid"
