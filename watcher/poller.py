@@ -8,7 +8,11 @@ are never fetched again. Pagination is bounded (``max_pages``, repeated cursors,
 and so are single retrieves (``max_retrieves``, oldest-checked first, the rest next cycle).
 
 The first cycle of a new source is a silent baseline (unless ``emit_existing``): every job is
-recorded without events, possibly across several cycles for a very long history.
+recorded without events, possibly across several cycles for a very long history. The baseline
+is bounded too (``max_baseline_pages``, 1,000 pages by default, counted across its cycles): a
+server whose list never ends (``has_more`` always true, with new ids every page) would
+otherwise keep it going forever. At the bound, what was read becomes the baseline, one
+``baseline_truncated`` warning says so, and polling goes on as usual.
 
 When more new jobs appear between two cycles than ``max_pages`` pages hold (a long downtime in a
 busy organisation), the cycle stops at the page limit with jobs below it still unread: a gap.
@@ -39,9 +43,12 @@ from .models import FineTuningJob
 from .snapshots import Fingerprints, JobsRead, diff_jobs
 from .store import Store
 
-__all__ = ["CycleReport", "SourcePoller"]
+__all__ = ["DEFAULT_MAX_BASELINE_PAGES", "CycleReport", "SourcePoller"]
 
 log = structlog.get_logger(__name__)
+
+#: How many pages the first baseline reads at most, across its cycles, before it stops there.
+DEFAULT_MAX_BASELINE_PAGES = 1000
 
 #: Called with the events a cycle journaled, after they are durable.
 Publish = Callable[[Sequence[BaseEvent]], Awaitable[None]]
@@ -79,7 +86,15 @@ class SourcePoller:
         publish: Publish,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        max_baseline_pages: int = DEFAULT_MAX_BASELINE_PAGES,
     ) -> None:
+        """Set the poller up; nothing is read until :meth:`load` and the first cycle.
+
+        ``max_baseline_pages`` bounds the first baseline (see the module): at that many pages
+        read, across cycles, what was read is the baseline.
+        """
+        if max_baseline_pages < 1:
+            raise ValueError("max_baseline_pages must be at least 1")
         self.config = config
         self.client = client
         self.store = store
@@ -91,6 +106,9 @@ class SourcePoller:
         self._fingerprints = Fingerprints()
         self.baselined = False
         self._baseline_cursor: str | None = None
+        #: The baseline's page bound, and the pages it has read so far (across its cycles).
+        self.max_baseline_pages = max_baseline_pages
+        self._baseline_pages = 0
         #: Cursors below which the job list is still unread, oldest gap last (see the module).
         self.gaps: list[str] = []
         self._last_checked: dict[str, float] = {}
@@ -250,11 +268,19 @@ class SourcePoller:
         cursors: set[str] = set()
         complete = False
         found_known = False
+        capped = False
         max_pages = self.config.max_pages
         while True:
             if report.pages >= max_pages:
                 report.truncated = f"read the page limit ({max_pages} pages)"
                 break
+            if baseline and self._baseline_pages >= self.max_baseline_pages:
+                # A list that never ends: what was read is the baseline (warned below, once).
+                report.truncated = f"read the baseline page limit ({self.max_baseline_pages} pages)"
+                complete = capped = True
+                break
+            if baseline:
+                self._baseline_pages += 1
             page, items = await self._list(after, read, report)
             hit_known = False
             for job in items:
@@ -283,7 +309,15 @@ class SourcePoller:
         elif not complete and not found_known and after is not None:
             # Every page was new and the limit came first: the jobs below are unread.
             gaps.insert(0, after)
-        if report.truncated:
+        if capped:
+            log.warning(
+                "baseline_truncated",
+                source=self.name,
+                pages=self._baseline_pages,
+                jobs=len(self.states) + len(seen),
+                hint="the list did not end; what was read is the baseline, polling goes on",
+            )
+        elif report.truncated:
             log.warning(
                 "pagination_stopped",
                 source=self.name,
