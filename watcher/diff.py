@@ -71,6 +71,7 @@ def diff(
     source: str,
     now: float,
     announce_new: bool = True,
+    dashboard_url: str | None = None,
 ) -> tuple[JobState, list[BaseEvent]]:
     """Compare a job's last known state with its current snapshot.
 
@@ -81,6 +82,8 @@ def diff(
     - a changed status gives ``status_changed``, then ``succeeded``/``failed``/``cancelled``
       when the new status is one of those;
     - anything else gives no event (the state still takes the new snapshot).
+
+    Each event carries ``dashboard_url``, the job's link in its provider's dashboard, if given.
     """
     if previous is not None and previous.job.id != current.id:
         raise ValueError(f"cannot diff job {previous.job.id!r} against job {current.id!r}")
@@ -100,10 +103,13 @@ def diff(
                     observed_at=now,
                     job=current,
                     timeline=since,
+                    dashboard_url=dashboard_url,
                 )
             )
             if terminal_cls is not None:
-                events.append(_terminal(terminal_cls, source, current, now, None, 0, since))
+                events.append(
+                    _terminal(terminal_cls, source, current, now, None, 0, since, dashboard_url)
+                )
         # A baseline still counts a terminal status as reached, so a later identical terminal
         # event (a job that is re-run by its provider) gets a fresh id.
         if terminal_cls is not None:
@@ -133,12 +139,15 @@ def diff(
             previous_status=before,
             job=current,
             timeline=since,
+            dashboard_url=dashboard_url,
         )
     )
     keys = [change_key]
     if terminal_cls is not None:
         occurrence = previous.count(terminal_key)
-        events.append(_terminal(terminal_cls, source, current, now, before, occurrence, since))
+        events.append(
+            _terminal(terminal_cls, source, current, now, before, occurrence, since, dashboard_url)
+        )
         keys.append(terminal_key)
     return JobState(current, _bump(previous.seen, *keys), since), events
 
@@ -151,6 +160,7 @@ def _terminal(
     previous_status: str | None,
     occurrence: int,
     since: Mapping[str, float],
+    dashboard_url: str | None,
 ) -> BaseEvent:
     # The id leaves out the previous status: two replicas that saw different intermediate
     # statuses (one missed `running`) still agree on the id of the one terminal event.
@@ -161,4 +171,5 @@ def _terminal(
         previous_status=previous_status,
         job=job,
         timeline=dict(since),
+        dashboard_url=dashboard_url,
     )

@@ -198,10 +198,13 @@ class SourcePoller:
         now = self.clock.now()
         announce = self.baselined or self.config.emit_existing
         changed, events = diff_jobs(
-            self.states, read, source=self.name, now=now, announce_new=announce
+            self.states,
+            read,
+            source=self.name,
+            now=now,
+            announce_new=announce,
+            link=self.config.job_link,
         )
-        if events:
-            events = self._with_links(events)
         finishing_baseline = not self.baselined and complete
         gaps_moved = gaps != self.gaps
         if changed or events or finishing_baseline or gaps_moved:
@@ -232,18 +235,6 @@ class SourcePoller:
             events=len(events),
         )
         return report
-
-    def _with_links(self, events: list[BaseEvent]) -> list[BaseEvent]:
-        """The events with their job's dashboard link, when the source has one."""
-        links: dict[str, str | None] = {}
-        out: list[BaseEvent] = []
-        for event in events:
-            job_id = event.job_id
-            if job_id not in links:
-                links[job_id] = self.config.job_link(job_id)
-            link = links[job_id]
-            out.append(event.model_copy(update={"dashboard_url": link}) if link else event)
-        return out
 
     # -- fetching -----------------------------------------------------------------------------
 

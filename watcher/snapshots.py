@@ -19,7 +19,7 @@ its commit, or a state newer than the object fingerprinted, must never hide a ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,10 +140,12 @@ def diff_jobs(
     source: str,
     now: float,
     announce_new: bool,
+    link: Callable[[str], str | None] | None = None,
 ) -> tuple[dict[str, JobState], list[BaseEvent]]:
     """Diff every job of ``read`` but the unchanged ones against ``states``.
 
-    Returns the states that changed (to store) and the events, in the order of the jobs.
+    Returns the states that changed (to store) and the events, in the order of the jobs. With
+    ``link``, each event carries the dashboard link it gives for the event's job id.
     """
     changed: dict[str, JobState] = {}
     events: list[BaseEvent] = []
@@ -152,11 +154,19 @@ def diff_jobs(
         if job_id in unchanged:
             continue
         previous = states.get(job_id)
-        state, new_events = diff(previous, job, source=source, now=now, announce_new=announce_new)
+        # The link is asked for only when the job changed: most jobs of a cycle have not.
+        url = link(job_id) if link is not None and _may_emit(previous, job) else None
+        state, new_events = diff(
+            previous, job, source=source, now=now, announce_new=announce_new, dashboard_url=url
+        )
         if previous is None or previous.job != job or previous.seen != state.seen:
             changed[job_id] = state
         events.extend(new_events)
     return changed, events
+
+
+def _may_emit(previous: JobState | None, job: FineTuningJob) -> bool:
+    return previous is None or previous.job.status != job.status
 
 
 def _reason(exc: ValidationError) -> str:
