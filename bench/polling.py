@@ -20,6 +20,7 @@ Run: .venv/bin/python bench/polling.py
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import tempfile
@@ -142,18 +143,31 @@ def unchanged_cycle(n: int = 10_000, repeat: int = 9) -> None:
     # The baseline, from which the new path has its fingerprints.
     _old(old_states, _parse(pages), 1.0, announce=False)
     new(new_states, _parse(pages), 1.0, announce=False)
-    old_ms, new_ms, parse_ms = [], [], []
+    old_ms, new_ms, parse_ms, old_nogc, new_nogc = [], [], [], [], []
     for i in range(repeat):
         old_ms.append(_cpu_ms(_old, old_states, _parse(pages), 3.0 + i))
         new_ms.append(_cpu_ms(new, new_states, _parse(pages), 3.0 + i))
         parse_ms.append(_cpu_ms(_parse, pages))
+        # The same with the garbage collector paused, to show what is left without it (the old
+        # path's thousands of new models per cycle are what set the collector off).
+        gc.disable()
+        try:
+            old_nogc.append(_cpu_ms(_old, old_states, _parse(pages), 3.0 + i))
+            new_nogc.append(_cpu_ms(new, new_states, _parse(pages), 3.0 + i))
+        finally:
+            gc.enable()
     old, fresh = statistics.median(old_ms), statistics.median(new_ms)
+    old_bare, new_bare = statistics.median(old_nogc), statistics.median(new_nogc)
     parse = statistics.median(parse_ms)
     print(f"one cycle over {n:,} unchanged jobs, validation and diff (CPU, median of {repeat}):")
     print(f"  old: validate every job, diff and compare   {old:8.1f} ms")
     ratio = fresh / old
     print(f"  new: fingerprint, skip what did not change  {fresh:8.1f} ms  ({ratio:.2f} of old)")
     print(f"  (both: parsing the pages' JSON first        {parse:8.1f} ms)")
+    print(
+        f"  (garbage collector paused: old {old_bare:.1f} ms, new {new_bare:.1f} ms,"
+        f" {new_bare / old_bare:.2f} of old)"
+    )
 
 
 def burst(n: int = 10_000, repeat: int = 5) -> None:
