@@ -35,6 +35,8 @@ __all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint"]
 
 log = structlog.get_logger(__name__)
 
+_to_json = pydantic_core.to_json
+
 
 def fingerprint(raw: Any) -> int | None:
     """A fingerprint of a raw job object: equal objects (types included) give equal ones.
@@ -44,7 +46,7 @@ def fingerprint(raw: Any) -> int | None:
     """
     try:
         # "constants" keeps NaN apart from null: the two validate differently.
-        return hash(pydantic_core.to_json(raw, inf_nan_mode="constants"))
+        return hash(_to_json(raw, inf_nan_mode="constants"))
     except (ValueError, TypeError, RecursionError):
         return None
 
@@ -88,20 +90,28 @@ class Fingerprints:
         item is logged, counted and left out.
         """
         page: list[FineTuningJob] = []
+        # Locals, and the fingerprint inlined: this loop runs for every job of every cycle.
         known = self._by_id
+        jobs, unchanged, append = into.jobs, into.unchanged, page.append
         for index, raw in enumerate(items):
-            job_id = raw.get("id") if isinstance(raw, dict) else None
-            if isinstance(job_id, str) and job_id in into.jobs:
-                page.append(into.jobs[job_id])
-                continue
-            mark = fingerprint(raw)
-            if mark is not None and isinstance(job_id, str):
-                state = states.get(job_id)
-                if state is not None and known.get(job_id) == mark:
-                    into.jobs[job_id] = state.job
-                    into.unchanged.add(job_id)
-                    page.append(state.job)
+            job_id = raw.get("id") if type(raw) is dict else None
+            if type(job_id) is str:
+                if job_id in jobs:
+                    append(jobs[job_id])
                     continue
+                try:
+                    mark: int | None = hash(_to_json(raw, inf_nan_mode="constants"))
+                except (ValueError, TypeError, RecursionError):
+                    mark = None
+                if mark is not None and known.get(job_id) == mark:
+                    state = states.get(job_id)
+                    if state is not None:
+                        jobs[job_id] = state.job
+                        unchanged.add(job_id)
+                        append(state.job)
+                        continue
+            else:
+                mark = None
             try:
                 job = FineTuningJob.model_validate(raw)
             except ValidationError as exc:
@@ -114,10 +124,10 @@ class Fingerprints:
                     reason=_reason(exc),
                 )
                 continue
-            into.jobs[job.id] = job
+            jobs[job.id] = job
             if mark is not None and job_id == job.id:
                 into.fingerprints[job.id] = mark
-            page.append(job)
+            append(job)
         return page
 
     def settle(self, diffed: Iterable[str], read: JobsRead) -> None:
