@@ -119,9 +119,10 @@ class _New:
     ) -> list[BaseEvent]:
         read = JobsRead()
         self.prints.read(items, states, read, source="bench")
-        changed, events = diff_jobs(states, read, source="bench", now=now, announce_new=announce)
-        states.update(changed)
-        self.prints.settle(read.jobs.keys() - read.unchanged, read)
+        changed, events = diff_jobs(
+            states, read, source="bench", now=now, announce_new=announce, marks=self.prints.marks
+        )
+        self.prints.settle(read, changed, states)
         return events
 
 
@@ -179,12 +180,13 @@ def burst(n: int = 10_000, repeat: int = 5) -> None:
         sim.set_status(job_id, "succeeded")
     finished = _pages(sim, ids)
 
-    def rows(events: list[BaseEvent], states: dict[str, JobState], to_json: Any) -> None:
-        # The store's rows: each event's journal text, and each changed job's snapshot.
+    def rows(events: list[BaseEvent], to_json: Any) -> None:
+        # The store's rows: each event's journal text, and each changed job's snapshot (the
+        # current one, which its events carry).
         for event in events:
             to_json(event)
-        for job_id in {e.job_id for e in events}:
-            states[job_id].job.model_dump_json(by_alias=True)
+        for job in {e.job_id: e.job for e in events}.values():
+            job.model_dump_json(by_alias=True)
 
     old_ms, new_ms = [], []
     count = 0
@@ -199,7 +201,7 @@ def burst(n: int = 10_000, repeat: int = 5) -> None:
             items = _parse(finished)
             t0 = time.process_time()
             events = cycle(states, items, 2.0)
-            rows(events, states, to_json)
+            rows(events, to_json)
             out.append((time.process_time() - t0) * 1000)
             count = len(events)
     old, fresh = statistics.median(old_ms), statistics.median(new_ms)

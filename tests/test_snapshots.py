@@ -77,16 +77,18 @@ class Run:
         self, cycle: Cycle, now: float, announce: bool
     ) -> tuple[dict[str, JobState], list[BaseEvent], int]:
         """Run one cycle as the poller does; return what it would store, emit and skip."""
-        prints = Fingerprints() if self.full else self.fingerprints
+        prints = self.fingerprints
         read = JobsRead()
-        prints.read(cycle.listed, self.states, read, source="s")
+        # The full path: no known state to skip to, so every object is validated and diffed.
+        prints.read(cycle.listed, {} if self.full else self.states, read, source="s")
         for raw in cycle.retrieved:
             # A retrieve: validated whole, no fingerprint, and only for a job not listed.
             read.jobs.setdefault(raw["id"], FineTuningJob.model_validate(raw))
-        changed, events = diff_jobs(self.states, read, source="s", now=now, announce_new=announce)
+        changed, events = diff_jobs(
+            self.states, read, source="s", now=now, announce_new=announce, marks=prints.marks
+        )
         if not cycle.commit_fails:
-            self.states.update(changed)
-            prints.settle(read.jobs.keys() - read.unchanged, read)
+            prints.settle(read, changed, self.states)
         return changed, events, read.skipped
 
 
@@ -105,25 +107,42 @@ def test_skipping_unchanged_objects_gives_the_events_and_states_of_the_full_path
 
 
 def test_an_unchanged_object_is_not_validated_again() -> None:
-    """A job read again from the same object is marked unchanged and keeps its snapshot."""
-    raw = {"id": "ftjob-a", "status": "running", "trained_tokens": 5}
+    """A job read again from the same object is marked unchanged and keeps its lean state."""
+    raw = {"id": "ftjob-a", "status": "running", "trained_tokens": 5, "created_at": 7}
     prints = Fingerprints()
     states: dict[str, JobState] = {}
     first = JobsRead()
     prints.read([raw], states, first, source="s")
-    changed, _ = diff_jobs(states, first, source="s", now=1.0, announce_new=False)
-    states.update(changed)
-    prints.settle(first.jobs, first)
+    changed, _ = diff_jobs(
+        states, first, source="s", now=1.0, announce_new=False, marks=prints.marks
+    )
+    prints.settle(first, changed, states)
+    kept = states["ftjob-a"].job
+    assert (kept.id, kept.status, kept.created_at, kept.trained_tokens) == (
+        "ftjob-a",
+        "running",
+        7,
+        None,  # the full snapshot is the store's, not memory's
+    )
 
     again = JobsRead()
     [job] = prints.read([dict(raw)], states, again, source="s")
     assert again.unchanged == {"ftjob-a"}
-    assert job is states["ftjob-a"].job
-    assert diff_jobs(states, again, source="s", now=2.0, announce_new=True) == ({}, [])
+    assert job is kept
+    assert diff_jobs(states, again, source="s", now=2.0, announce_new=True, marks=prints.marks) == (
+        {},
+        [],
+    )
 
     moved = JobsRead()
     prints.read([{**raw, "trained_tokens": 6}], states, moved, source="s")
     assert moved.unchanged == set()
+    changed, events = diff_jobs(
+        states, moved, source="s", now=3.0, announce_new=True, marks=prints.marks
+    )
+    assert list(changed) == ["ftjob-a"]
+    assert changed["ftjob-a"].job.trained_tokens == 6
+    assert events == []
 
 
 def test_fingerprints_tell_types_apart() -> None:

@@ -126,7 +126,8 @@ class SourcePoller:
 
     async def load(self) -> None:
         """Read what the store remembers of this source (call once before polling)."""
-        self.states = await self.store.load_states(self.name)
+        # Kept lean (id, status, times): the full snapshots stay in the store.
+        self.states = self._fingerprints.remember(await self.store.load_states(self.name))
         self.baselined = await self.store.is_baselined(self.name)
         self.gaps = await self.store.gaps(self.name)
 
@@ -203,6 +204,7 @@ class SourcePoller:
             source=self.name,
             now=now,
             announce_new=announce,
+            marks=self._fingerprints.marks,
             link=self.config.job_link,
         )
         finishing_baseline = not self.baselined and complete
@@ -217,8 +219,7 @@ class SourcePoller:
                 baselined=True if finishing_baseline else None,
                 gaps=gaps if gaps_moved else None,
             )
-        self.states.update(changed)
-        self._fingerprints.settle(read.jobs.keys() - read.unchanged, read)
+        self._fingerprints.settle(read, changed, self.states)
         self.gaps = gaps
         if finishing_baseline:
             self.baselined = True

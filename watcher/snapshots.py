@@ -19,7 +19,7 @@ its commit, or a state newer than the object fingerprinted, must never hide a ch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +31,14 @@ from .diff import JobState, diff
 from .events import BaseEvent
 from .models import FineTuningJob
 
-__all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint"]
+__all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint", "lean", "snapshot_mark"]
 
 log = structlog.get_logger(__name__)
 
 _to_json = pydantic_core.to_json
+#: What a job kept in memory holds; the rest of its snapshot lives in the store. One set shared
+#: by every lean job (pydantic keeps it as given, and a frozen model never adds to it).
+_LEAN_FIELDS: set[str] = {"id", "status", "created_at"}
 
 
 def fingerprint(raw: Any) -> int | None:
@@ -51,6 +54,24 @@ def fingerprint(raw: Any) -> int | None:
         return None
 
 
+def snapshot_mark(job: FineTuningJob) -> int:
+    """A fingerprint of a validated job: equal marks mean the stored snapshot need not change."""
+    return hash(job.__pydantic_serializer__.to_json(job))
+
+
+def lean(state: JobState) -> JobState:
+    """The state to keep in memory: the job's id, status and creation time, not its snapshot.
+
+    A full snapshot costs kilobytes a job; the diff needs only the status (and paging the
+    creation time). Snapshots live in the store, and every event carries the current one.
+    """
+    job = state.job
+    kept = FineTuningJob.model_construct(
+        _LEAN_FIELDS, id=job.id, status=job.status, created_at=job.created_at
+    )
+    return JobState(kept, state.seen, state.since)
+
+
 @dataclass
 class JobsRead:
     """The jobs one cycle read: each id once, the unchanged ones marked, the fingerprints seen."""
@@ -61,6 +82,8 @@ class JobsRead:
     unchanged: set[str] = field(default_factory=set)
     #: The fingerprints of the objects read in full, to remember once the cycle is committed.
     fingerprints: dict[str, int] = field(default_factory=dict)
+    #: The snapshot marks of the jobs diffed (see :func:`snapshot_mark`), likewise.
+    marks: dict[str, int] = field(default_factory=dict)
     #: Items dropped as malformed (each one was logged).
     skipped: int = 0
 
@@ -71,6 +94,16 @@ class Fingerprints:
     def __init__(self) -> None:
         """Start with none: every job takes the full path once."""
         self._by_id: dict[str, int] = {}
+        #: The snapshot mark of each job as stored, to tell whether a diffed job needs storing.
+        self.marks: dict[str, int] = {}
+
+    def remember(self, states: Mapping[str, JobState]) -> dict[str, JobState]:
+        """Take the states loaded from the store: mark their snapshots, return them lean."""
+        out: dict[str, JobState] = {}
+        for job_id, state in states.items():
+            self.marks[job_id] = snapshot_mark(state.job)
+            out[job_id] = lean(state)
+        return out
 
     def __len__(self) -> int:
         """How many jobs have a fingerprint."""
@@ -130,12 +163,20 @@ class Fingerprints:
             append(job)
         return page
 
-    def settle(self, diffed: Iterable[str], read: JobsRead) -> None:
-        """After the cycle's commit: remember what the diffed jobs were read from.
+    def settle(
+        self,
+        read: JobsRead,
+        changed: Mapping[str, JobState],
+        states: MutableMapping[str, JobState],
+    ) -> None:
+        """After the cycle's commit: keep the changed states (lean), and what each was read from.
 
         A job diffed from an object without a fingerprint (a retrieve) forgets its old one.
         """
-        for job_id in diffed:
+        for job_id, state in changed.items():
+            states[job_id] = lean(state)
+        self.marks.update(read.marks)
+        for job_id in read.jobs.keys() - read.unchanged:
             mark = read.fingerprints.get(job_id)
             if mark is None:
                 self._by_id.pop(job_id, None)
@@ -150,12 +191,15 @@ def diff_jobs(
     source: str,
     now: float,
     announce_new: bool,
+    marks: Mapping[str, int],
     link: Callable[[str], str | None] | None = None,
 ) -> tuple[dict[str, JobState], list[BaseEvent]]:
     """Diff every job of ``read`` but the unchanged ones against ``states``.
 
-    Returns the states that changed (to store) and the events, in the order of the jobs. With
-    ``link``, each event carries the dashboard link it gives for the event's job id.
+    Returns the states that changed (to store) and the events, in the order of the jobs. A
+    state changed when it is new, its counts moved, or its snapshot's mark differs from the
+    one in ``marks`` (the states in memory are lean: their snapshots cannot be compared).
+    With ``link``, each event carries the dashboard link it gives for the event's job id.
     """
     changed: dict[str, JobState] = {}
     events: list[BaseEvent] = []
@@ -169,7 +213,9 @@ def diff_jobs(
         state, new_events = diff(
             previous, job, source=source, now=now, announce_new=announce_new, dashboard_url=url
         )
-        if previous is None or previous.job != job or previous.seen != state.seen:
+        mark = snapshot_mark(job)
+        read.marks[job_id] = mark
+        if previous is None or marks.get(job_id) != mark or previous.seen != state.seen:
             changed[job_id] = state
         events.extend(new_events)
     return changed, events
