@@ -39,6 +39,12 @@ _to_json = pydantic_core.to_json
 #: What a job kept in memory holds; the rest of its snapshot lives in the store. One set shared
 #: by every lean job (pydantic keeps it as given, and a frozen model never adds to it).
 _LEAN_FIELDS: set[str] = {"id", "status", "created_at"}
+#: One set object for each distinct set of fields a job arrived with. Pydantic gives every model
+#: its own ``__pydantic_fields_set__``: about 2.2 KB of a job's 4.3 KB, in every snapshot a
+#: cycle holds. Jobs are frozen, so nothing ever adds to a shared one. Bounded, so that a
+#: server inventing new fields for every job cannot grow it without end.
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+_MAX_FIELDS_SETS = 256
 
 
 def fingerprint(raw: Any) -> int | None:
@@ -52,6 +58,17 @@ def fingerprint(raw: Any) -> int | None:
         return hash(_to_json(raw, inf_nan_mode="constants"))
     except (ValueError, TypeError, RecursionError):
         return None
+
+
+def _share_fields_set(job: FineTuningJob) -> None:
+    fields = job.__pydantic_fields_set__
+    key = frozenset(fields)
+    shared = _FIELDS_SETS.get(key)
+    if shared is None:
+        if len(_FIELDS_SETS) >= _MAX_FIELDS_SETS:
+            return
+        shared = _FIELDS_SETS[key] = fields
+    object.__setattr__(job, "__pydantic_fields_set__", shared)
 
 
 def snapshot_mark(job: FineTuningJob) -> int:
@@ -157,6 +174,7 @@ class Fingerprints:
                     reason=_reason(exc),
                 )
                 continue
+            _share_fields_set(job)
             jobs[job.id] = job
             if mark is not None and job_id == job.id:
                 into.fingerprints[job.id] = mark
