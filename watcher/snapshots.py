@@ -36,9 +36,6 @@ __all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint", "lean", "snap
 log = structlog.get_logger(__name__)
 
 _to_json = pydantic_core.to_json
-#: What a job kept in memory holds; the rest of its snapshot lives in the store. One set shared
-#: by every lean job (pydantic keeps it as given, and a frozen model never adds to it).
-_LEAN_FIELDS: set[str] = {"id", "status", "created_at"}
 #: One set object for each distinct set of fields a job arrived with. Pydantic gives every model
 #: its own ``__pydantic_fields_set__``: about 2.2 KB of a job's 4.3 KB, in every snapshot a
 #: cycle holds. Jobs are frozen, so nothing ever adds to a shared one. Bounded, so that a
@@ -83,9 +80,12 @@ def lean(state: JobState) -> JobState:
     creation time). Snapshots live in the store, and every event carries the current one.
     """
     job = state.job
-    kept = FineTuningJob.model_construct(
-        _LEAN_FIELDS, id=job.id, status=job.status, created_at=job.created_at
+    # Validating three known-good values is faster than model_construct, which fills every
+    # default in Python.
+    kept = FineTuningJob.model_validate(
+        {"id": job.id, "status": job.status, "created_at": job.created_at}
     )
+    _share_fields_set(kept)
     return JobState(kept, state.seen, state.since)
 
 
@@ -99,8 +99,9 @@ class JobsRead:
     unchanged: set[str] = field(default_factory=set)
     #: The fingerprints of the objects read in full, to remember once the cycle is committed.
     fingerprints: dict[str, int] = field(default_factory=dict)
-    #: The snapshot marks of the jobs diffed (see :func:`snapshot_mark`), likewise.
-    marks: dict[str, int] = field(default_factory=dict)
+    #: The snapshot marks of the jobs diffed (see :func:`snapshot_mark`), likewise; None for a
+    #: job whose state changed anyway, whose mark is then not worth computing.
+    marks: dict[str, int | None] = field(default_factory=dict)
     #: Items dropped as malformed (each one was logged).
     skipped: int = 0
 
@@ -193,7 +194,11 @@ class Fingerprints:
         """
         for job_id, state in changed.items():
             states[job_id] = lean(state)
-        self.marks.update(read.marks)
+        for job_id, snapshot in read.marks.items():
+            if snapshot is None:
+                self.marks.pop(job_id, None)
+            else:
+                self.marks[job_id] = snapshot
         for job_id in read.jobs.keys() - read.unchanged:
             mark = read.fingerprints.get(job_id)
             if mark is None:
@@ -231,11 +236,15 @@ def diff_jobs(
         state, new_events = diff(
             previous, job, source=source, now=now, announce_new=announce_new, dashboard_url=url
         )
-        mark = snapshot_mark(job)
-        read.marks[job_id] = mark
-        if previous is None or marks.get(job_id) != mark or previous.seen != state.seen:
-            changed[job_id] = state
         events.extend(new_events)
+        if previous is None or previous.seen != state.seen:
+            # Stored anyway, so no mark is computed: the next full read of it stores it again.
+            changed[job_id] = state
+            read.marks[job_id] = None
+            continue
+        mark = read.marks[job_id] = snapshot_mark(job)
+        if marks.get(job_id) != mark:
+            changed[job_id] = state
     return changed, events
 
 
