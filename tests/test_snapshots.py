@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from watcher.diff import JobState
 from watcher.events import BaseEvent
@@ -155,3 +156,26 @@ def test_fingerprints_tell_types_apart() -> None:
     marks = {fingerprint({"x": value}) for value in (1, True, 1.0, None, math.nan)}
     assert len(marks) == 5
     assert fingerprint({"x": "\ud800"}) is None
+
+
+def test_a_malformed_item_is_logged_counted_and_left_out_without_its_body() -> None:
+    """A page's bad item costs only itself: one warning naming where, never the value."""
+    prints = Fingerprints()
+    read = JobsRead()
+    items = [
+        {"id": "ftjob-a", "status": "running"},
+        {"id": "ftjob-b", "status": 5, "secret": "sk-do-not-log"},
+        "not an object",
+        {"id": "ftjob-c", "status": "queued"},
+    ]
+    with capture_logs() as logs:
+        page = prints.read(items, {}, read, source="s")
+    assert [job.id for job in page] == ["ftjob-a", "ftjob-c"]
+    assert read.skipped == 2
+    skipped = [e for e in logs if e["event"] == "api_item_skipped"]
+    assert [(e["index"], e["log_level"], e["source"]) for e in skipped] == [
+        (1, "warning", "s"),
+        (2, "warning", "s"),
+    ]
+    assert skipped[0]["reason"] == "status: string_type"
+    assert "sk-do-not-log" not in repr(logs)
