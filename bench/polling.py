@@ -1,4 +1,4 @@
-"""Polling cost: API requests per steady-state cycle, and one diff cycle over 10,000 jobs.
+"""Polling cost: API requests per steady-state cycle, and the CPU of a cycle over 10,000 jobs.
 
 Run: .venv/bin/python bench/polling.py
 
@@ -6,26 +6,40 @@ Run: .venv/bin/python bench/polling.py
    requests one steady-state cycle of ours costs, side by side with two naive loops written
    with the official ``openai`` SDK: (a) list every page, then retrieve every non-terminal job;
    (b) retrieve every job it knows.
-2. The cost of one diff cycle over 10,000 jobs (the pure function, as the poller runs it), with
-   no change and with every job changing status, in milliseconds.
+2. The CPU of one cycle over 10,000 unchanged jobs (as the simulator renders them: 99 in 100
+   finished), from the parsed pages to the states and events: old (validate every job, diff
+   and compare it, pinned in ``bench/before.py``) beside new (fingerprint each raw object,
+   validate and diff only what changed). Parsing the pages' JSON, the same for both, is
+   printed apart.
+3. A burst: 10,000 running jobs all finish in one cycle, 20,000 events diffed and serialised as
+   the store serialises a cycle (each event's journal text, each changed job's snapshot): old
+   (wire names looked up per event, ``json.dumps`` of ``model_dump``) beside new (names
+   looked up once, ``pydantic_core.to_json`` over the models). The journal writes are not
+   included.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
+import before  # the pinned old path, beside this file
 from openai import AsyncOpenAI
 
 from watcher import SourceConfig, Watcher
 from watcher.clock import ManualClock
-from watcher.diff import JobState, diff
+from watcher.diff import JobState
+from watcher.events import BaseEvent
 from watcher.logs import configure_logging
-from watcher.models import FineTuningJob
 from watcher.simulator import Simulator, serve_simulator
+from watcher.snapshots import Fingerprints, JobsRead, diff_jobs
 
 START = 1_750_000_000.0
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -73,40 +87,141 @@ async def requests_per_cycle() -> None:
     print(f"  naive/ours                                    {naive_list / ours:6.1f}x")
 
 
-def _jobs(n: int, status: str) -> list[FineTuningJob]:
+def _pages(sim: Simulator, ids: list[str]) -> list[bytes]:
+    """The list endpoint's bodies for these jobs, 100 a page, as the client receives them."""
     return [
-        FineTuningJob.model_validate(
-            {"id": f"ftjob-{i:06d}", "status": status, "created_at": 1_700_000_000 + i}
-        )
-        for i in range(n)
+        json.dumps({"object": "list", "data": [sim.job(j) for j in ids[i : i + 100]]}).encode()
+        for i in range(0, len(ids), 100)
     ]
 
 
-def diff_cycle_cost(n: int = 10_000, repeat: int = 7) -> None:
-    """Print the milliseconds one diff cycle over ``n`` jobs takes (median of ``repeat``)."""
-    before = _jobs(n, "running")
-    after = _jobs(n, "succeeded")
-    states: dict[str, JobState] = {}
-    for job in before:
-        states[job.id], _ = diff(None, job, source="bench", now=1.0, announce_new=False)
+def _parse(pages: list[bytes]) -> list[Any]:
+    """What the client's JSON parser hands on (shared by both paths, so timed apart)."""
+    return [item for body in pages for item in json.loads(body)["data"]]
 
-    def cycle(current: list[FineTuningJob]) -> float:
-        t0 = time.perf_counter()
-        for job in current:
-            previous = states[job.id]
-            state, _events = diff(previous, job, source="bench", now=2.0)
-            # What the poller does next: decide whether the snapshot changed.
-            _changed = previous.job != job or previous.seen != state.seen
-        return (time.perf_counter() - t0) * 1000
 
-    same = statistics.median(cycle(before) for _ in range(repeat))
-    changed = statistics.median(cycle(after) for _ in range(repeat))
-    print(f"one diff cycle over {n:,} jobs (median of {repeat}):")
-    print(f"  no change                {same:8.1f} ms")
-    print(f"  every job changed status {changed:8.1f} ms  ({n * 2:,} events built)")
+def _old(
+    states: dict[str, JobState], items: list[Any], now: float, announce: bool = True
+) -> list[BaseEvent]:
+    changed, events = before.cycle(states, items, source="bench", now=now, announce=announce)
+    states.update(changed)
+    return events
+
+
+class _New:
+    """The poller's path now: fingerprints first, then validation and diff for what changed."""
+
+    def __init__(self) -> None:
+        self.prints = Fingerprints()
+
+    def __call__(
+        self, states: dict[str, JobState], items: list[Any], now: float, announce: bool = True
+    ) -> list[BaseEvent]:
+        read = JobsRead()
+        self.prints.read(items, states, read, source="bench")
+        changed, events = diff_jobs(
+            states, read, source="bench", now=now, announce_new=announce, marks=self.prints.marks
+        )
+        self.prints.settle(read, changed, states)
+        return events
+
+
+def _cpu_ms(work: Callable[..., object], *args: Any) -> float:
+    t0 = time.process_time()
+    work(*args)
+    return (time.process_time() - t0) * 1000
+
+
+def unchanged_cycle(n: int = 10_000, repeat: int = 9) -> None:
+    """Print the CPU of one cycle's validation and diff over ``n`` unchanged jobs, old and new."""
+    sim = Simulator(ManualClock(START), seed=3)
+    ids = sim.add_jobs(n - n // 100, "succeeded", start=START - 10_000_000, interval=60)
+    ids += sim.add_jobs(n // 100, "running", start=START - 1_000, interval=1)
+    pages = _pages(sim, ids)
+    old_states: dict[str, JobState] = {}
+    new_states: dict[str, JobState] = {}
+    new = _New()
+    # The baseline, from which the new path has its fingerprints.
+    _old(old_states, _parse(pages), 1.0, announce=False)
+    new(new_states, _parse(pages), 1.0, announce=False)
+    old_ms, new_ms, parse_ms, old_nogc, new_nogc = [], [], [], [], []
+    for i in range(repeat):
+        old_ms.append(_cpu_ms(_old, old_states, _parse(pages), 3.0 + i))
+        new_ms.append(_cpu_ms(new, new_states, _parse(pages), 3.0 + i))
+        parse_ms.append(_cpu_ms(_parse, pages))
+        # The same with the garbage collector paused, to show what is left without it (the old
+        # path's thousands of new models per cycle are what set the collector off).
+        gc.disable()
+        try:
+            old_nogc.append(_cpu_ms(_old, old_states, _parse(pages), 3.0 + i))
+            new_nogc.append(_cpu_ms(new, new_states, _parse(pages), 3.0 + i))
+        finally:
+            gc.enable()
+    old, fresh = statistics.median(old_ms), statistics.median(new_ms)
+    old_bare, new_bare = statistics.median(old_nogc), statistics.median(new_nogc)
+    parse = statistics.median(parse_ms)
+    print(f"one cycle over {n:,} unchanged jobs, validation and diff (CPU, median of {repeat}):")
+    print(f"  old: validate every job, diff and compare   {old:8.1f} ms")
+    ratio = fresh / old
+    print(f"  new: fingerprint, skip what did not change  {fresh:8.1f} ms  ({ratio:.2f} of old)")
+    print(f"  (both: parsing the pages' JSON first        {parse:8.1f} ms)")
+    print(
+        f"  (garbage collector paused: old {old_bare:.1f} ms, new {new_bare:.1f} ms,"
+        f" {new_bare / old_bare:.2f} of old)"
+    )
+
+
+def burst(n: int = 10_000, repeat: int = 5) -> None:
+    """Print the CPU of a cycle in which ``n`` jobs finish: diffed and serialised, old and new."""
+    sim = Simulator(ManualClock(START), seed=4)
+    ids = sim.add_jobs(n, "running", start=START - 100_000, interval=1)
+    running = _pages(sim, ids)
+    for job_id in ids:
+        sim.set_status(job_id, "succeeded")
+    finished = _pages(sim, ids)
+
+    def rows(events: list[BaseEvent], to_json: Any) -> None:
+        # The store's rows: each event's journal text, and each changed job's snapshot (the
+        # current one, which its events carry).
+        for event in events:
+            to_json(event)
+        for job in {e.job_id: e.job for e in events}.values():
+            job.model_dump_json(by_alias=True)
+
+    old_ms, new_ms, old_json, new_json = [], [], [], []
+    count = 0
+    for _ in range(repeat):
+        for path, to_json, total, serial in (
+            (lambda: _old, before.to_json, old_ms, old_json),
+            (lambda: _New(), BaseEvent.to_json, new_ms, new_json),
+        ):
+            states: dict[str, JobState] = {}
+            cycle = path()
+            cycle(states, _parse(running), 1.0, False)
+            items = _parse(finished)
+            t0 = time.process_time()
+            events = cycle(states, items, 2.0)
+            t1 = time.process_time()
+            rows(events, to_json)
+            t2 = time.process_time()
+            total.append((t2 - t0) * 1000)
+            serial.append((t2 - t1) * 1000)
+            count = len(events)
+    old, fresh = statistics.median(old_ms), statistics.median(new_ms)
+    old_rows, new_rows = statistics.median(old_json), statistics.median(new_json)
+    print(f"a burst: {n:,} jobs finish, {count:,} events diffed and serialised")
+    print(f"(CPU, median of {repeat}, journal writes not included):")
+    print(f"  old: model_dump + json.dumps per event      {old:8.1f} ms")
+    ratio = fresh / old
+    print(f"  new: pydantic_core.to_json, names once      {fresh:8.1f} ms  ({ratio:.2f} of old)")
+    print(
+        f"  (the rows' serialising alone: old {old_rows:.1f} ms, new {new_rows:.1f} ms,"
+        f" {new_rows / old_rows:.2f} of old)"
+    )
 
 
 if __name__ == "__main__":
     configure_logging("warning", "console")
     anyio.run(requests_per_cycle)
-    diff_cycle_cost()
+    unchanged_cycle()
+    burst()

@@ -1,4 +1,4 @@
-"""The daemon's resident memory watching 10,000 jobs, beside the same daemon watching none.
+"""The daemon's resident memory watching 10,000 and 100,000 jobs, beside the same daemon idle.
 
 Run: .venv/bin/python bench/rss.py
 
@@ -77,13 +77,17 @@ path = "{tmp}/events.jsonl"
 
 
 async def main() -> None:
-    """Print the two measurements side by side."""
+    """Print the measurements side by side."""
     idle, _ = await measure(0, 0)
-    full, seconds = await measure(9_950, 50)
     print("daemon RSS (python -m watcher run, logfile sink):")
-    print(f"  watching      0 jobs   {idle:7.1f} MiB")
-    print(f"  watching 10,000 jobs   {full:7.1f} MiB  (+{full - idle:.1f} MiB)")
-    print(f"  first start, baseline of 10,000 jobs read and stored in {seconds:.1f} s")
+    print(f"  watching       0 jobs   {idle:7.1f} MiB")
+    for finished, active in ((9_950, 50), (99_500, 500)):
+        rss, seconds = await measure(finished, active)
+        jobs = finished + active
+        print(
+            f"  watching {jobs:7,} jobs   {rss:7.1f} MiB  (+{rss - idle:.1f} MiB;"
+            f" first baseline read and stored in {seconds:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

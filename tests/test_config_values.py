@@ -226,7 +226,7 @@ def test_new_source_limits_have_documented_defaults() -> None:
     config says; both take whole numbers from 1."""
     source = parse_config({"sources": [{"name": "a"}]}).sources[0]
     assert source.max_response_bytes == 32 * 1024 * 1024
-    assert source.max_baseline_pages == 10_000
+    assert source.max_baseline_pages == 1_000
     tuned = parse_config(
         {"sources": [{"name": "a", "max_response_bytes": 1024, "max_baseline_pages": 3}]}
     ).sources[0]

@@ -213,6 +213,7 @@ class Watcher:
                 publish=self._publish,
                 clock=self.clock,
                 rng=random.Random(self._rng.random()),
+                max_baseline_pages=source.max_baseline_pages,
             )
             await poller.load()
             self.pollers[source.name] = poller

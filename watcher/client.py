@@ -7,10 +7,8 @@ typed errors of :mod:`watcher.errors`. A malformed item in a list is logged and 
 malformed body raises :class:`~watcher.errors.MalformedResponse`; nothing crashes.
 
 Every wait follows :mod:`watcher.retry`, the one policy of the project (a server's hint is a
-floor on the jittered backoff, here bounded by ``max_backoff``). The loop is written here
-rather than with ``stamina``: stamina sleeps through its own ``asyncio.sleep``/``trio.sleep``
-and its testing mode zeroes every wait for the whole process, so a test could neither avoid
-real sleeps nor see the waits chosen. An injected ``sleep`` and ``rng`` do both.
+floor on the jittered backoff, here bounded by ``max_backoff``); an injected ``sleep`` and
+``rng`` let a test see the waits without sleeping.
 
 Secrets: the key lives in a :class:`pydantic.SecretStr` inside an auth object that adds the
 header to each request as it is sent, so it is in no ``repr``, no log line, no error and no
@@ -21,10 +19,9 @@ operation, never a URL.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
-from typing import Final, Generic, NoReturn, TypeVar
+from typing import Any, Final, Generic, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -45,9 +42,8 @@ from .http import (
     Answer,
     AsyncBaseTransport,
     AsyncClient,
+    BearerAuth,
     DeadlineExceeded,
-    Request,
-    Response,
     ResponseTooLarge,
     Timeout,
     TimeoutException,
@@ -64,6 +60,7 @@ from .payload import (
     parse_page,
 )
 from .retry import parse_retry_after, retry_delay
+from .version import __version__
 
 # parse_retry_after lives in watcher.retry; it is re-exported here for existing imports.
 __all__ = ["APIClient", "Page", "parse_retry_after"]
@@ -91,14 +88,7 @@ _RETRYABLE_TRANSPORT_ERRORS: Final = (
 )
 
 
-def _package_version() -> str:
-    try:
-        return version("ftwatch")
-    except PackageNotFoundError:
-        return "0"
-
-
-USER_AGENT: Final = f"ftwatch/{_package_version()}"
+USER_AGENT: Final = f"ftwatch/{__version__}"
 
 
 @dataclass(frozen=True)
@@ -113,28 +103,6 @@ class Page(Generic[T]):
     last_id: str | None
     #: How many items were dropped because they were malformed (each one was logged).
     skipped: int
-
-
-class _BearerAuth(httpx.Auth):
-    """Adds ``Authorization: Bearer <key>`` to each request as it is sent, and nothing else."""
-
-    def __init__(self, key: SecretStr | None) -> None:
-        self._key = key
-
-    def __repr__(self) -> str:
-        return "_BearerAuth(key=***)" if self._key is not None else "_BearerAuth(key=None)"
-
-    def auth_flow(self, request: Request) -> Generator[Request, Response, None]:
-        """Set the header on ``request`` and send it once."""
-        if self._key is not None:
-            request.headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
-        yield request
-
-    def redact(self, text: str) -> str:
-        """Replace the key wherever ``text`` holds it (a server could echo it back)."""
-        if self._key is not None and self._key.get_secret_value():
-            text = text.replace(self._key.get_secret_value(), "***")
-        return text
 
 
 @dataclass(frozen=True)
@@ -208,7 +176,7 @@ class APIClient(AsyncResource):
         self.requests_sent = 0
         self._base_url = base_url.rstrip("/")
         key = SecretStr(api_key) if isinstance(api_key, str) else api_key
-        self._auth = _BearerAuth(key)
+        self._auth = BearerAuth(key)
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if organization:
             self._headers["OpenAI-Organization"] = organization
@@ -240,6 +208,27 @@ class APIClient(AsyncResource):
             "GET", "/fine_tuning/jobs", "list_jobs", params=self._page_params(limit, after)
         )
         return self._page(answer, FineTuningJob, "list_jobs")
+
+    async def list_job_objects(self, *, limit: int = 100, after: str | None = None) -> Page[Any]:
+        """List jobs as the API sent them (decoded JSON, not validated), newest first.
+
+        For a caller that validates only the objects that changed since it last read them (the
+        poller). Items that cannot be read at all (too large, too deep, an id that is not a
+        plain token) are logged and counted in ``skipped``, as :meth:`list_jobs` does.
+        """
+        answer = await self._request(
+            "GET", "/fine_tuning/jobs", "list_jobs", params=self._page_params(limit, after)
+        )
+        page = self._raw_page(answer, "list_jobs")
+        items: list[Any] = []
+        for index, raw in enumerate(page.items):
+            reason = raw.error or (None if is_plain_id(raw.id or "") else "id: not a plain token")
+            if reason is None:
+                items.append(raw.value)
+            else:
+                self._skipped("list_jobs", index, reason)
+        skipped = len(page.items) - len(items)
+        return Page(items, page.has_more, self._last_id(page), skipped)
 
     async def retrieve_job(self, job_id: str) -> FineTuningJob:
         """Fetch one job by id."""
@@ -450,12 +439,20 @@ class APIClient(AsyncResource):
             raise self._malformed(operation, what, response.status_code)
         return job
 
-    def _page(self, response: Answer, model: type[M], operation: str) -> Page[M]:
+    def _raw_page(self, response: Answer, operation: str) -> RawPage:
         self._not_html(response, operation)
         try:
-            page = parse_page(response.content, max_item_bytes=self.max_job_bytes)
+            return parse_page(response.content, max_item_bytes=self.max_job_bytes)
         except PayloadError as exc:
             raise self._malformed(operation, f"with {exc}", response.status_code) from None
+
+    def _skipped(self, operation: str, index: int, reason: str) -> None:
+        log.warning(
+            "api_item_skipped", source=self.source, operation=operation, index=index, reason=reason
+        )
+
+    def _page(self, response: Answer, model: type[M], operation: str) -> Page[M]:
+        page = self._raw_page(response, operation)
         items: list[M] = []
         skipped = 0
         for index, raw in enumerate(page.items):
@@ -473,13 +470,7 @@ class APIClient(AsyncResource):
                         items.append(item)
             if reason is not None:
                 skipped += 1
-                log.warning(
-                    "api_item_skipped",
-                    source=self.source,
-                    operation=operation,
-                    index=index,
-                    reason=reason,
-                )
+                self._skipped(operation, index, reason)
         return Page(
             items=items,
             has_more=page.has_more,

@@ -18,6 +18,7 @@ from .events import (
     JobStatusChanged,
     JobSucceeded,
     event_id,
+    event_type_name,
 )
 from .models import FineTuningJob
 
@@ -26,6 +27,14 @@ __all__ = ["JobState", "diff"]
 _Terminal = type[JobSucceeded] | type[JobFailed] | type[JobCancelled]
 _TERMINAL_EVENT: Mapping[str, _Terminal] = MappingProxyType(
     {"succeeded": JobSucceeded, "failed": JobFailed, "cancelled": JobCancelled}
+)
+# Wire names looked up once: reading a model class's ``model_fields`` costs microseconds each
+# time, which was most of the CPU of a burst of events.
+_WIRE: Mapping[type[BaseEvent], str] = MappingProxyType(
+    {
+        cls: event_type_name(cls)
+        for cls in (JobCreated, JobStatusChanged, JobSucceeded, JobFailed, JobCancelled)
+    }
 )
 
 
@@ -62,6 +71,7 @@ def diff(
     source: str,
     now: float,
     announce_new: bool = True,
+    dashboard_url: str | None = None,
 ) -> tuple[JobState, list[BaseEvent]]:
     """Compare a job's last known state with its current snapshot.
 
@@ -72,6 +82,8 @@ def diff(
     - a changed status gives ``status_changed``, then ``succeeded``/``failed``/``cancelled``
       when the new status is one of those;
     - anything else gives no event (the state still takes the new snapshot).
+
+    Each event carries ``dashboard_url``, the job's link in its provider's dashboard, if given.
     """
     if previous is not None and previous.job.id != current.id:
         raise ValueError(f"cannot diff job {previous.job.id!r} against job {current.id!r}")
@@ -86,15 +98,18 @@ def diff(
         if announce_new:
             events.append(
                 JobCreated(
-                    id=event_id(source, current.id, JobCreated.model_fields["type"].default),
+                    id=event_id(source, current.id, _WIRE[JobCreated]),
                     source=source,
                     observed_at=now,
                     job=current,
                     timeline=since,
+                    dashboard_url=dashboard_url,
                 )
             )
             if terminal_cls is not None:
-                events.append(_terminal(terminal_cls, source, current, now, None, 0, since))
+                events.append(
+                    _terminal(terminal_cls, source, current, now, None, 0, since, dashboard_url)
+                )
         # A baseline still counts a terminal status as reached, so a later identical terminal
         # event (a job that is re-run by its provider) gets a fresh id.
         if terminal_cls is not None:
@@ -114,7 +129,7 @@ def diff(
             id=event_id(
                 source,
                 current.id,
-                JobStatusChanged.model_fields["type"].default,
+                _WIRE[JobStatusChanged],
                 before,
                 status,
                 previous.count(change_key),
@@ -124,12 +139,15 @@ def diff(
             previous_status=before,
             job=current,
             timeline=since,
+            dashboard_url=dashboard_url,
         )
     )
     keys = [change_key]
     if terminal_cls is not None:
         occurrence = previous.count(terminal_key)
-        events.append(_terminal(terminal_cls, source, current, now, before, occurrence, since))
+        events.append(
+            _terminal(terminal_cls, source, current, now, before, occurrence, since, dashboard_url)
+        )
         keys.append(terminal_key)
     return JobState(current, _bump(previous.seen, *keys), since), events
 
@@ -142,15 +160,16 @@ def _terminal(
     previous_status: str | None,
     occurrence: int,
     since: Mapping[str, float],
+    dashboard_url: str | None,
 ) -> BaseEvent:
     # The id leaves out the previous status: two replicas that saw different intermediate
     # statuses (one missed `running`) still agree on the id of the one terminal event.
-    wire = cls.model_fields["type"].default
     return cls(
-        id=event_id(source, job.id, wire, occurrence),
+        id=event_id(source, job.id, _WIRE[cls], occurrence),
         source=source,
         observed_at=now,
         previous_status=previous_status,
         job=job,
         timeline=dict(since),
+        dashboard_url=dashboard_url,
     )

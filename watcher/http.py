@@ -13,9 +13,9 @@ import logging
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import httpx
@@ -34,10 +34,14 @@ from httpx import (
     TransportError,
 )
 
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
 __all__ = [
     "SINK_ANSWER_BYTES",
     "ASGITransport",
     "Answer",
+    "BearerAuth",
     "AsyncBaseTransport",
     "AsyncClient",
     "ClientPerRequest",
@@ -342,3 +346,25 @@ class ClientPerRequest:
 
 
 quiet_http_logs()
+
+
+class BearerAuth(httpx.Auth):
+    """Adds ``Authorization: Bearer <key>`` to each request as it is sent, and nothing else."""
+
+    def __init__(self, key: SecretStr | None) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "BearerAuth(key=***)" if self._key is not None else "BearerAuth(key=None)"
+
+    def auth_flow(self, request: Request) -> Generator[Request, Response, None]:
+        """Set the header on ``request`` and send it once."""
+        if self._key is not None:
+            request.headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
+        yield request
+
+    def redact(self, text: str) -> str:
+        """Replace the key wherever ``text`` holds it (a server could echo it back)."""
+        if self._key is not None and self._key.get_secret_value():
+            text = text.replace(self._key.get_secret_value(), "***")
+        return text

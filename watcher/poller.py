@@ -8,7 +8,11 @@ are never fetched again. Pagination is bounded (``max_pages``, repeated cursors,
 and so are single retrieves (``max_retrieves``, oldest-checked first, the rest next cycle).
 
 The first cycle of a new source is a silent baseline (unless ``emit_existing``): every job is
-recorded without events, possibly across several cycles for a very long history.
+recorded without events, possibly across several cycles for a very long history. The baseline
+is bounded too (``max_baseline_pages``, 1,000 pages by default, counted across its cycles): a
+server whose list never ends (``has_more`` always true, with new ids every page) would
+otherwise keep it going forever. At the bound, what was read becomes the baseline, one
+``baseline_truncated`` warning says so, and polling goes on as usual.
 
 When more new jobs appear between two cycles than ``max_pages`` pages hold (a long downtime in a
 busy organisation), the cycle stops at the page limit with jobs below it still unread: a gap.
@@ -24,22 +28,27 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import structlog
 
-from .client import APIClient
+from .client import APIClient, Page
 from .clock import Clock, SystemClock, sleep_or_wake
 from .config import SourceConfig
-from .diff import JobState, diff
+from .diff import JobState
 from .errors import APIError, AuthenticationError, MalformedResponse, NotFoundError
 from .events import BaseEvent
 from .models import FineTuningJob
+from .snapshots import Fingerprints, JobsRead, diff_jobs
 from .store import StateStore
 
-__all__ = ["CycleReport", "SourcePoller"]
+__all__ = ["DEFAULT_MAX_BASELINE_PAGES", "CycleReport", "SourcePoller"]
 
 log = structlog.get_logger(__name__)
+
+#: How many pages the first baseline reads at most, across its cycles, before it stops there.
+DEFAULT_MAX_BASELINE_PAGES = 1000
 
 #: Called with the events a cycle journaled, after they are durable.
 Publish = Callable[[Sequence[BaseEvent]], Awaitable[None]]
@@ -76,7 +85,15 @@ class SourcePoller:
         publish: Publish,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        max_baseline_pages: int = DEFAULT_MAX_BASELINE_PAGES,
     ) -> None:
+        """Set the poller up; nothing is read until :meth:`load` and the first cycle.
+
+        ``max_baseline_pages`` bounds the first baseline (see the module): at that many pages
+        read, across cycles, what was read is the baseline.
+        """
+        if max_baseline_pages < 1:
+            raise ValueError("max_baseline_pages must be at least 1")
         self.config = config
         self.client = client
         self.store = store
@@ -84,8 +101,12 @@ class SourcePoller:
         self._publish = publish
         self._rng = rng or random.Random()
         self.states: dict[str, JobState] = {}
+        self._fingerprints = Fingerprints()
         self.baselined = False
         self._baseline_cursor: str | None = None
+        #: The baseline's page bound, and the pages it has read so far (across its cycles).
+        self.max_baseline_pages = max_baseline_pages
+        self._baseline_pages = 0
         #: Cursors below which the job list is still unread, oldest gap last (see the module).
         self.gaps: list[str] = []
         self._last_checked: dict[str, float] = {}
@@ -103,7 +124,8 @@ class SourcePoller:
 
     async def load(self) -> None:
         """Read what the store remembers of this source (call once before polling)."""
-        self.states = await self.store.load_states(self.name)
+        # Kept lean (id, status, times): the full snapshots stay in the store.
+        self.states = self._fingerprints.remember(await self.store.load_states(self.name))
         self.baselined = await self.store.is_baselined(self.name)
         self.gaps = await self.store.gaps(self.name)
 
@@ -166,27 +188,23 @@ class SourcePoller:
         report = CycleReport(self.name, baseline=not self.baselined)
         self.cycles += 1
         gaps = self.gaps
+        read = JobsRead()
         if self.config.jobs is not None:
-            snapshots = await self._fetch_listed(report)
+            read.jobs = await self._fetch_listed(report)
             complete = True
         else:
-            snapshots, complete, gaps = await self._fetch_paged(report)
+            complete, gaps = await self._fetch_paged(report, read)
         now = self.clock.now()
         announce = self.baselined or self.config.emit_existing
-        changed: dict[str, JobState] = {}
-        events: list[BaseEvent] = []
-        for job in snapshots.values():
-            previous = self.states.get(job.id)
-            state, new_events = diff(
-                previous, job, source=self.name, now=now, announce_new=announce
-            )
-            if previous is None or previous.job != job or previous.seen != state.seen:
-                changed[job.id] = state
-            if new_events:
-                link = self.config.job_link(job.id)
-                events.extend(
-                    e.model_copy(update={"dashboard_url": link}) if link else e for e in new_events
-                )
+        changed, events = diff_jobs(
+            self.states,
+            read,
+            source=self.name,
+            now=now,
+            announce_new=announce,
+            marks=self._fingerprints.marks,
+            link=self.config.job_link,
+        )
         finishing_baseline = not self.baselined and complete
         gaps_moved = gaps != self.gaps
         if changed or events or finishing_baseline or gaps_moved:
@@ -198,13 +216,13 @@ class SourcePoller:
                 baselined=True if finishing_baseline else None,
                 gaps=gaps if gaps_moved else None,
             )
-        self.states.update(changed)
+        self._fingerprints.settle(read, changed, self.states)
         self.gaps = gaps
         if finishing_baseline:
             self.baselined = True
             log.info("baseline_recorded", source=self.name, jobs=len(self.states))
         report.events = events
-        report.jobs_seen = len(snapshots)
+        report.jobs_seen = len(read.jobs)
         if events:
             await self._publish(events)
         log.debug(
@@ -228,30 +246,33 @@ class SourcePoller:
         ]
         return await self._retrieve(wanted, report)
 
-    async def _fetch_paged(
-        self, report: CycleReport
-    ) -> tuple[dict[str, FineTuningJob], bool, list[str]]:
-        """Read pages newest first, as far as needed, then on from any gaps.
+    async def _fetch_paged(self, report: CycleReport, read: JobsRead) -> tuple[bool, list[str]]:
+        """Read pages newest first, as far as needed, then on from any gaps, into ``read``.
 
-        Returns the jobs, whether the list ended, and the gaps left for the next cycle.
+        Returns whether the list ended, and the gaps left for the next cycle.
         """
-        seen: dict[str, FineTuningJob] = {}
+        seen = read.jobs
         baseline = not self.baselined
         after = self._baseline_cursor if baseline else None
         cursors: set[str] = set()
         complete = False
         found_known = False
+        capped = False
         max_pages = self.config.max_pages
         while True:
             if report.pages >= max_pages:
                 report.truncated = f"read the page limit ({max_pages} pages)"
                 break
-            page = await self.client.list_jobs(limit=self.config.page_size, after=after)
-            report.pages += 1
-            report.skipped += page.skipped
+            if baseline and self._baseline_pages >= self.max_baseline_pages:
+                # A list that never ends: what was read is the baseline (warned below, once).
+                report.truncated = f"read the baseline page limit ({self.max_baseline_pages} pages)"
+                complete = capped = True
+                break
+            if baseline:
+                self._baseline_pages += 1
+            page, items = await self._list(after, read, report)
             hit_known = False
-            for job in page.items:
-                seen.setdefault(job.id, job)
+            for job in items:
                 hit_known = hit_known or job.id in self.states
             found_known = found_known or hit_known
             if not page.has_more:
@@ -269,7 +290,7 @@ class SourcePoller:
             if not hit_known:
                 continue  # more new jobs than one page: keep reading until a known one shows
             # While catching up, the pages left go to the gaps; active jobs are retrieved.
-            if self.gaps or not self._paging_is_cheaper(seen, page.items[-1]):
+            if self.gaps or not self._paging_is_cheaper(seen, items[-1]):
                 break
         gaps = list(self.gaps)
         if baseline:
@@ -277,7 +298,15 @@ class SourcePoller:
         elif not complete and not found_known and after is not None:
             # Every page was new and the limit came first: the jobs below are unread.
             gaps.insert(0, after)
-        if report.truncated:
+        if capped:
+            log.warning(
+                "baseline_truncated",
+                source=self.name,
+                pages=self._baseline_pages,
+                jobs=len(self.states) + len(seen),
+                hint="the list did not end; what was read is the baseline, polling goes on",
+            )
+        elif report.truncated:
             log.warning(
                 "pagination_stopped",
                 source=self.name,
@@ -286,26 +315,32 @@ class SourcePoller:
                 catching_up=bool(gaps) and not baseline,
             )
         if not baseline:
-            gaps = await self._read_gaps(gaps, seen, report)
+            gaps = await self._read_gaps(gaps, read, report)
             missing = [j for j in self.active_jobs() if j not in seen]
             seen.update(await self._retrieve(missing, report))
-        return seen, complete, gaps
+        return complete, gaps
 
-    async def _read_gaps(
-        self, gaps: list[str], seen: dict[str, FineTuningJob], report: CycleReport
-    ) -> list[str]:
+    async def _list(
+        self, after: str | None, read: JobsRead, report: CycleReport
+    ) -> tuple[Page[Any], list[FineTuningJob]]:
+        """Read one page into ``read``; return it and its valid jobs, in order."""
+        page = await self.client.list_job_objects(limit=self.config.page_size, after=after)
+        report.pages += 1
+        skipped = read.skipped
+        items = self._fingerprints.read(page.items, self.states, read, source=self.name)
+        report.skipped += read.skipped - skipped
+        return page, items
+
+    async def _read_gaps(self, gaps: list[str], read: JobsRead, report: CycleReport) -> list[str]:
         """Read on from the oldest gap's cursor with the pages left; return the gaps left."""
         gaps = list(gaps)
         cursors: set[str] = set()
         while gaps and report.pages < self.config.max_pages:
             after = gaps[-1]
             cursors.add(after)
-            page = await self.client.list_jobs(limit=self.config.page_size, after=after)
-            report.pages += 1
-            report.skipped += page.skipped
+            page, items = await self._list(after, read, report)
             closed = False
-            for job in page.items:
-                seen.setdefault(job.id, job)
+            for job in items:
                 closed = closed or job.id in self.states
             if closed or not page.has_more or page.last_id is None or page.last_id in cursors:
                 # A known job below the gap, the end of the list, or a server repeating itself.

@@ -128,7 +128,7 @@ class SourceConfig(BaseModel):
     max_pages: int = Field(default=20, ge=1, strict=True)
     #: Pages of the job list read for the first baseline at most; what was read by then is the
     #: baseline (a server that always answers ``has_more`` cannot keep it going forever).
-    max_baseline_pages: int = Field(default=10_000, ge=1, strict=True)
+    max_baseline_pages: int = Field(default=1_000, ge=1, strict=True)
     #: Single-job retrieves per poll cycle at most.
     max_retrieves: int = Field(default=20, ge=1, strict=True)
     #: The largest API response read, in bytes, counted after decompression; a larger one is

@@ -1,0 +1,261 @@
+"""A cycle's job objects, read cheaply: only a job whose raw object changed is validated and diffed.
+
+A steady-state cycle re-reads many jobs that did not change (every finished job on the first
+page, every active job between two updates). Validating each one into a pydantic model and
+comparing it with the last snapshot cost most of a cycle, for nothing. Instead, each raw
+object (the parsed JSON the API sent) gets a fingerprint; a job whose raw object has the
+fingerprint it had when it was last diffed is taken as unchanged, skipping validation, the
+diff and the model comparison. Anything else takes the full path, which decides as before.
+
+The fingerprint is Python's 64-bit ``hash`` of the object's compact JSON: two different objects
+share one with a chance of about 2**-64 per comparison (then a change would be seen one change
+late). It lives in memory only (``hash`` is salted per process), so the first cycle after a
+restart takes the full path for every job.
+
+A fingerprint is remembered only once its cycle is committed (:meth:`Fingerprints.settle`), and
+forgotten when the job's state comes from elsewhere (a retrieve): a cycle that failed before
+its commit, or a state newer than the object fingerprinted, must never hide a change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic_core
+import structlog
+from pydantic import ValidationError
+
+from .diff import JobState, diff
+from .events import BaseEvent
+from .models import FineTuningJob
+
+__all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint", "lean", "snapshot_mark"]
+
+log = structlog.get_logger(__name__)
+
+_to_json = pydantic_core.to_json
+#: One set object for each distinct set of fields a job arrived with. Pydantic gives every model
+#: its own ``__pydantic_fields_set__``: about 2.2 KB of a job's 4.3 KB, in every snapshot a
+#: cycle holds. Jobs are frozen, so nothing ever adds to a shared one. Bounded, so that a
+#: server inventing new fields for every job cannot grow it without end.
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+_MAX_FIELDS_SETS = 256
+
+
+def fingerprint(raw: Any) -> int | None:
+    """A fingerprint of a raw job object: equal objects (types included) give equal ones.
+
+    None when the object cannot be fingerprinted (a lone surrogate in a string, say): such a
+    job simply takes the full path every cycle.
+    """
+    try:
+        # "constants" keeps NaN apart from null: the two validate differently.
+        return hash(_to_json(raw, inf_nan_mode="constants"))
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def _share_fields_set(job: FineTuningJob) -> None:
+    fields = job.__pydantic_fields_set__
+    key = frozenset(fields)
+    shared = _FIELDS_SETS.get(key)
+    if shared is None:
+        if len(_FIELDS_SETS) >= _MAX_FIELDS_SETS:
+            return
+        shared = _FIELDS_SETS[key] = fields
+    object.__setattr__(job, "__pydantic_fields_set__", shared)
+
+
+def snapshot_mark(job: FineTuningJob) -> int:
+    """A fingerprint of a validated job: equal marks mean the stored snapshot need not change."""
+    return hash(job.__pydantic_serializer__.to_json(job))
+
+
+def lean(state: JobState) -> JobState:
+    """The state to keep in memory: the job's id, status and creation time, not its snapshot.
+
+    A full snapshot costs kilobytes a job; the diff needs only the status (and paging the
+    creation time). Snapshots live in the store, and every event carries the current one.
+    """
+    job = state.job
+    # Validating three known-good values is faster than model_construct, which fills every
+    # default in Python.
+    kept = FineTuningJob.model_validate(
+        {"id": job.id, "status": job.status, "created_at": job.created_at}
+    )
+    _share_fields_set(kept)
+    return JobState(kept, state.seen, state.since)
+
+
+@dataclass
+class JobsRead:
+    """The jobs one cycle read: each id once, the unchanged ones marked, the fingerprints seen."""
+
+    #: Each job's snapshot, first valid occurrence first (an unchanged job's is its last one).
+    jobs: dict[str, FineTuningJob] = field(default_factory=dict)
+    #: Ids whose raw object had its remembered fingerprint: nothing to validate, diff or store.
+    unchanged: set[str] = field(default_factory=set)
+    #: The fingerprints of the objects read in full, to remember once the cycle is committed.
+    fingerprints: dict[str, int] = field(default_factory=dict)
+    #: The snapshot marks of the jobs diffed (see :func:`snapshot_mark`), likewise; None for a
+    #: job whose state changed anyway, whose mark is then not worth computing.
+    marks: dict[str, int | None] = field(default_factory=dict)
+    #: Items dropped as malformed (each one was logged).
+    skipped: int = 0
+
+
+class Fingerprints:
+    """The fingerprint of the raw object each known job was last diffed from."""
+
+    def __init__(self) -> None:
+        """Start with none: every job takes the full path once."""
+        self._by_id: dict[str, int] = {}
+        #: The snapshot mark of each job as stored, to tell whether a diffed job needs storing.
+        self.marks: dict[str, int] = {}
+
+    def remember(self, states: Mapping[str, JobState]) -> dict[str, JobState]:
+        """Take the states loaded from the store: mark their snapshots, return them lean."""
+        out: dict[str, JobState] = {}
+        for job_id, state in states.items():
+            self.marks[job_id] = snapshot_mark(state.job)
+            out[job_id] = lean(state)
+        return out
+
+    def __len__(self) -> int:
+        """How many jobs have a fingerprint."""
+        return len(self._by_id)
+
+    def read(
+        self,
+        items: Sequence[Any],
+        states: Mapping[str, JobState],
+        into: JobsRead,
+        *,
+        source: str,
+    ) -> list[FineTuningJob]:
+        """Add one page's raw items to ``into``; return the page's valid jobs, in order.
+
+        A job already in ``into`` keeps its first snapshot, as a cycle always did. A malformed
+        item is logged, counted and left out.
+        """
+        page: list[FineTuningJob] = []
+        # Locals, and the fingerprint inlined: this loop runs for every job of every cycle.
+        known = self._by_id
+        jobs, unchanged, append = into.jobs, into.unchanged, page.append
+        for index, raw in enumerate(items):
+            job_id = raw.get("id") if type(raw) is dict else None
+            if type(job_id) is str:
+                if job_id in jobs:
+                    append(jobs[job_id])
+                    continue
+                try:
+                    mark: int | None = hash(_to_json(raw, inf_nan_mode="constants"))
+                except (ValueError, TypeError, RecursionError):
+                    mark = None
+                if mark is not None and known.get(job_id) == mark:
+                    state = states.get(job_id)
+                    if state is not None:
+                        jobs[job_id] = state.job
+                        unchanged.add(job_id)
+                        append(state.job)
+                        continue
+            else:
+                mark = None
+            try:
+                job = FineTuningJob.model_validate(raw)
+            except ValidationError as exc:
+                into.skipped += 1
+                log.warning(
+                    "api_item_skipped",
+                    source=source,
+                    operation="list_jobs",
+                    index=index,
+                    reason=_reason(exc),
+                )
+                continue
+            _share_fields_set(job)
+            jobs[job.id] = job
+            if mark is not None and job_id == job.id:
+                into.fingerprints[job.id] = mark
+            append(job)
+        return page
+
+    def settle(
+        self,
+        read: JobsRead,
+        changed: Mapping[str, JobState],
+        states: MutableMapping[str, JobState],
+    ) -> None:
+        """After the cycle's commit: keep the changed states (lean), and what each was read from.
+
+        A job diffed from an object without a fingerprint (a retrieve) forgets its old one.
+        """
+        for job_id, state in changed.items():
+            states[job_id] = lean(state)
+        for job_id, snapshot in read.marks.items():
+            if snapshot is None:
+                self.marks.pop(job_id, None)
+            else:
+                self.marks[job_id] = snapshot
+        for job_id in read.jobs.keys() - read.unchanged:
+            mark = read.fingerprints.get(job_id)
+            if mark is None:
+                self._by_id.pop(job_id, None)
+            else:
+                self._by_id[job_id] = mark
+
+
+def diff_jobs(
+    states: Mapping[str, JobState],
+    read: JobsRead,
+    *,
+    source: str,
+    now: float,
+    announce_new: bool,
+    marks: Mapping[str, int],
+    link: Callable[[str], str | None] | None = None,
+) -> tuple[dict[str, JobState], list[BaseEvent]]:
+    """Diff every job of ``read`` but the unchanged ones against ``states``.
+
+    Returns the states that changed (to store) and the events, in the order of the jobs. A
+    state changed when it is new, its counts moved, or its snapshot's mark differs from the
+    one in ``marks`` (the states in memory are lean: their snapshots cannot be compared).
+    With ``link``, each event carries the dashboard link it gives for the event's job id.
+    """
+    changed: dict[str, JobState] = {}
+    events: list[BaseEvent] = []
+    unchanged = read.unchanged
+    for job_id, job in read.jobs.items():
+        if job_id in unchanged:
+            continue
+        previous = states.get(job_id)
+        # The link is asked for only when the job changed: most jobs of a cycle have not.
+        url = link(job_id) if link is not None and _may_emit(previous, job) else None
+        state, new_events = diff(
+            previous, job, source=source, now=now, announce_new=announce_new, dashboard_url=url
+        )
+        events.extend(new_events)
+        if previous is None or previous.seen != state.seen:
+            # Stored anyway, so no mark is computed: the next full read of it stores it again.
+            changed[job_id] = state
+            read.marks[job_id] = None
+            continue
+        mark = read.marks[job_id] = snapshot_mark(job)
+        if marks.get(job_id) != mark:
+            changed[job_id] = state
+    return changed, events
+
+
+def _may_emit(previous: JobState | None, job: FineTuningJob) -> bool:
+    return previous is None or previous.job.status != job.status
+
+
+def _reason(exc: ValidationError) -> str:
+    # Where and what, never the value: a job object may hold anything.
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(p) for p in err["loc"]) or "item"
+        parts.append(f"{where}: {err['type']}")
+    return "; ".join(parts) or "invalid"
