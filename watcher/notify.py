@@ -57,7 +57,8 @@ class Notifier:
         if self.address is None:
             return False
         message = "\n".join(assignments).encode()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Not inherited by child processes: Python's sockets are close-on-exec (PEP 446).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             try:
                 sock.sendto(message, self.address)
