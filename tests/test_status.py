@@ -236,3 +236,25 @@ def test_status_on_a_terminal_prints_tables(tmp_path: Path) -> None:
     assert "Sources" in text and "Active jobs" in text and "Sinks" in text
     assert "ftjob-run" in text and "disabled: HTTP 410 Gone" in text
     assert not text.lstrip().startswith("{")
+
+
+def test_status_reads_a_state_file_named_without_a_config(tmp_path: Path) -> None:
+    """--state PATH needs no config, so none of its secrets need to be set."""
+    state = tmp_path / "state.db"
+    anyio.run(_populate, state)
+    result = CliRunner().invoke(main, ["status", "--state", str(state), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sources"][1]["jobs"]["running"] == 1
+
+
+async def test_a_state_file_of_an_older_schema_asks_for_one_run(tmp_path: Path) -> None:
+    """A file not yet migrated is not migrated by a reader: it says to run the daemon once."""
+    import sqlite3
+
+    state = tmp_path / "state.db"
+    await _populate(state)
+    conn = sqlite3.connect(state)
+    conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    with pytest.raises(StoreError, match=r"schema version 4 .* run `ftwatch run` once"):
+        await read_status(state, now=NOW)

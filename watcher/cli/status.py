@@ -92,9 +92,15 @@ def render(status: Status, console: Console) -> None:
 
 @click.command()
 @config_option
+@click.option(
+    "--state",
+    "state_path",
+    metavar="PATH",
+    help="Read this state file; the config (and the secrets it names) is then not read.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the default when not a TTY).")
 @errors_to_exit
-def status(config_path: str | None, as_json: bool) -> None:
+def status(config_path: str | None, state_path: str | None, as_json: bool) -> None:
     """Show each source's jobs and last poll, and each sink's queue, from the state file.
 
     Reads the state file without locking it, so it answers while `ftwatch run` is running.
@@ -102,8 +108,10 @@ def status(config_path: str | None, as_json: bool) -> None:
     """
     from ..status import read_status
 
-    config = load(config_path)
-    path = Path(config.state.path).expanduser()
+    if state_path is not None:
+        path = Path(state_path).expanduser()
+    else:
+        path = Path(load(config_path).state.path).expanduser()
     result = run_async(lambda: read_status(path, now=time.time()))
     if as_json or not sys.stdout.isatty():
         click.echo(result.model_dump_json(indent=2))
