@@ -309,7 +309,8 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == (
-        f"{path}: file not found; pass --config PATH, or copy config.example.toml"
+        f"{path}: file not found; pass --config PATH, or run `ftwatch init` to write a"
+        " starter ftwatch.toml in the current directory"
     )
     assert info.value.path == str(path)
     assert info.value.key is None

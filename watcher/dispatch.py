@@ -376,6 +376,8 @@ class SinkWorker:
                 log.error(
                     "sink_disabled", sink=self.name, reason=exc.reason, status_code=exc.status_code
                 )
+                # For `ftwatch status`, read from the state file; set_sinks clears it at restart.
+                await self.store.disable_sink(self.name, exc.reason, now=self.clock.now())
                 return delivery
             except SinkUnavailable as exc:
                 return await self._retry(delivery, attempts, first, exc.reason, exc.retry_after)

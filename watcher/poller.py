@@ -216,6 +216,9 @@ class SourcePoller:
                 baselined=True if finishing_baseline else None,
                 gaps=gaps if gaps_moved else None,
             )
+        else:
+            # A commit records the time of the poll itself; `ftwatch status` shows it.
+            await self.store.mark_polled(self.name, now=now)
         self._fingerprints.settle(read, changed, self.states)
         self.gaps = gaps
         if finishing_baseline:

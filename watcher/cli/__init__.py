@@ -19,9 +19,11 @@ from ..version import __version__
 from .check import check
 from .common import EPILOG
 from .deadletters import deadletters
+from .init import init
 from .run import run
 from .simulate import demo, simulate
 from .sinks import sinks
+from .status import status
 from .watch import watch
 
 __all__ = ["main"]
@@ -54,5 +56,5 @@ def main() -> None:
     """Watch fine-tuning jobs and deliver their events to webhooks, Slack, log files and plugins."""
 
 
-for _command in (run, check, watch, simulate, demo, sinks, deadletters):
+for _command in (init, run, check, status, watch, simulate, demo, sinks, deadletters):
     main.add_command(_command)

@@ -60,7 +60,7 @@ Exit codes:
        `deadletters`: an --id that is not a dead letter
   2    usage, config or plugin error, a state directory that cannot be
        written; `watch`: job cancelled; `deadletters`: no state file or
-       an unknown --sink
+       an unknown --sink; `status`: no state file; `init`: the file exists
   3    credentials refused or job not found; `run`: every source failed
   4    `watch`, `check --online`: the API unreachable (for --give-up-after)
   130  interrupted by SIGINT/SIGTERM (every command but `run` and

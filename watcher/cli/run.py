@@ -63,7 +63,10 @@ async def _daemon(config: Config, drain_timeout: float, progress: _Progress) -> 
     import anyio
 
     from ..app import Watcher
+    from ..notify import Notifier
 
+    # systemd (Type=notify) learns when we are ready, that the loop lives, and when we stop.
+    notifier = Notifier()
     stopping = anyio.Event()
     drain = anyio.CancelScope()
     error: Exception | None = None
@@ -88,7 +91,9 @@ async def _daemon(config: Config, drain_timeout: float, progress: _Progress) -> 
                 async with Watcher(config) as watcher:
                     progress.started = True
                     _say(_watching(config), tty_only=True)
+                    notifier.send("READY=1", f"STATUS=watching {len(config.sources)} source(s)")
                     async with anyio.create_task_group() as inner:
+                        inner.start_soon(notifier.watchdog)
 
                         async def relay() -> None:
                             await stopping.wait()
@@ -96,6 +101,7 @@ async def _daemon(config: Config, drain_timeout: float, progress: _Progress) -> 
 
                         inner.start_soon(relay)
                         await watcher.wait()
+                        notifier.send("STOPPING=1")
                         inner.cancel_scope.cancel()
                     if watcher.all_sources_failed:
                         code = EXIT_AUTH

@@ -35,7 +35,8 @@ def load_config(
         raw = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
-            f"{label}: file not found; pass --config PATH, or copy config.example.toml",
+            f"{label}: file not found; pass --config PATH, or run `ftwatch init` to write a"
+            " starter ftwatch.toml in the current directory",
             path=label,
         ) from None
     except IsADirectoryError:

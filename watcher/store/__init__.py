@@ -14,12 +14,23 @@
 
 The modules: :mod:`.protocol` (the interface and its records), :mod:`.schema` (migrations and
 opening the file), :mod:`.journal` (cycles, snapshots, pruning), :mod:`.deliveries` (cursors,
-retries, dead letters), :mod:`.sqlite` (the class) and :mod:`.lock` (one daemon per file).
+retries, dead letters), :mod:`.overview` (what ``ftwatch status`` reads), :mod:`.sqlite`
+(the class) and :mod:`.lock` (one daemon per file).
 """
 
 from __future__ import annotations
 
-from .protocol import DeadLetter, Delivery, RetiredSink, StateStore, job_key
+from .protocol import (
+    ActiveJobRow,
+    DeadLetter,
+    Delivery,
+    Overview,
+    RetiredSink,
+    SinkOverview,
+    SourceOverview,
+    StateStore,
+    job_key,
+)
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteStore
 
@@ -28,10 +39,14 @@ Store = SQLiteStore
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ActiveJobRow",
     "DeadLetter",
     "Delivery",
+    "Overview",
     "RetiredSink",
     "SQLiteStore",
+    "SinkOverview",
+    "SourceOverview",
     "StateStore",
     "Store",
     "job_key",

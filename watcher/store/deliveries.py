@@ -56,9 +56,10 @@ def set_sinks(
                     "SELECT coalesce((SELECT min(seq) - 1 FROM journal WHERE observed_at >= ?), ?)",
                     (replay_from, last),
                 ).fetchone()
+            # A sink named again is enabled again: the daemon that disabled it has restarted.
             conn.execute(
                 "INSERT INTO sinks (name, cursor, added_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO NOTHING",
+                " ON CONFLICT (name) DO UPDATE SET disabled = NULL",
                 (name, start, now),
             )
         return [_retire(conn, name, now) for name in sorted(known - set(wanted))]

@@ -84,6 +84,12 @@ def write_cycle(
                 " updated_at = excluded.updated_at",
                 snapshot_rows,
             )
+        # When the source last polled, for `ftwatch status` (a commit ends a poll cycle).
+        conn.execute(
+            "INSERT INTO sources (source, updated_at, polled_at) VALUES (?1, ?2, ?2)"
+            " ON CONFLICT (source) DO UPDATE SET polled_at = excluded.polled_at",
+            (source, now),
+        )
         if baselined is not None:
             conn.execute(
                 "INSERT INTO sources (source, baselined, updated_at) VALUES (?, ?, ?)"

@@ -24,9 +24,13 @@ from ..diff import JobState
 from ..events import BaseEvent, event_from_envelope
 
 __all__ = [
+    "ActiveJobRow",
     "DeadLetter",
     "Delivery",
+    "Overview",
     "RetiredSink",
+    "SinkOverview",
+    "SourceOverview",
     "StateStore",
     "job_key",
 ]
@@ -96,6 +100,56 @@ class RetiredSink:
     dead: int
 
 
+@dataclass(frozen=True)
+class SourceOverview:
+    """One source as the state file knows it, for ``ftwatch status``."""
+
+    name: str
+    baselined: bool
+    #: When the source last finished a poll cycle (Unix time), if it ever did.
+    polled_at: float | None
+    #: Its jobs by last seen status.
+    jobs: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ActiveJobRow:
+    """A job not yet finished, as stored: its snapshot JSON and when it entered each status."""
+
+    source: str
+    job_id: str
+    status: str
+    #: The job as last seen (API JSON).
+    job: str
+    #: Status -> when it was first seen in that status (JSON object).
+    since: str
+
+
+@dataclass(frozen=True)
+class SinkOverview:
+    """One sink's delivery state, for ``ftwatch status``."""
+
+    name: str
+    #: Events waiting for it: retries plus the journal entries past its cursor.
+    pending: int
+    #: When the oldest of them was observed (Unix time), if any wait.
+    oldest_pending_at: float | None
+    dead: int
+    #: Why the running daemon stopped delivering to it, if it did.
+    disabled: str | None
+    #: False for a sink no longer configured that keeps dead letters or retried ones.
+    configured: bool
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the state file says at one moment: sources, their unfinished jobs, sinks."""
+
+    sources: list[SourceOverview]
+    active: list[ActiveJobRow]
+    sinks: list[SinkOverview]
+
+
 class StateStore(Protocol):
     """Snapshots, the event journal and every sink's delivery state, behind one interface.
 
@@ -148,6 +202,10 @@ class StateStore(Protocol):
         """
         ...
 
+    async def mark_polled(self, source: str, *, now: float) -> None:
+        """Record that ``source`` finished a poll cycle at ``now`` (shown by ``ftwatch status``)."""
+        ...
+
     # -- the dispatcher ---------------------------------------------------------------------------
 
     async def set_sinks(
@@ -198,7 +256,18 @@ class StateStore(Protocol):
         """Give up on a delivery: it becomes a dead letter with its last error."""
         ...
 
+    async def disable_sink(self, sink: str, reason: str, *, now: float) -> None:
+        """Record that the daemon stopped delivering to ``sink`` and why, until it restarts.
+
+        :meth:`set_sinks` clears it for every sink it is given.
+        """
+        ...
+
     # -- the CLI ----------------------------------------------------------------------------------
+
+    async def overview(self) -> Overview:
+        """Sources, unfinished jobs and sinks at one moment, read without writing anything."""
+        ...
 
     async def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
         """The dead letters (of one sink, or all), ordered by sink then seq."""

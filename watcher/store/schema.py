@@ -18,7 +18,14 @@ import structlog
 
 from ..errors import StoreError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "connect", "create_private", "transaction"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "connect",
+    "connect_readonly",
+    "create_private",
+    "transaction",
+]
 
 log = structlog.get_logger("watcher.store")
 
@@ -120,6 +127,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "DELETE FROM deliveries WHERE state = 'done'",
     ),
+    (
+        # For `ftwatch status`, read from the file while a daemon runs: when each source last
+        # polled successfully (a cycle that changed nothing writes no snapshot), and why a
+        # sink stopped (it stays stopped until the daemon restarts).
+        "ALTER TABLE sources ADD COLUMN polled_at REAL",
+        "ALTER TABLE sinks ADD COLUMN disabled TEXT",
+    ),
 )
 
 #: The schema version this ftwatch writes (``PRAGMA user_version``).
@@ -180,6 +194,45 @@ def connect(path: Path) -> tuple[Path, sqlite3.Connection]:
         _configure(conn, path)
         _quick_check(conn, path)
         _migrate(conn, path)
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise _open_error(path, exc) from exc
+        raise
+    return path, conn
+
+
+def connect_readonly(path: Path) -> tuple[Path, sqlite3.Connection]:
+    """Open the state file for reading only, beside a running daemon (runs in a worker thread).
+
+    Nothing is created, migrated or locked: a read in WAL mode never waits for the daemon's
+    writes, nor makes them wait. A missing file, or one of another schema version, is refused.
+    """
+    path = path.expanduser()
+    if not path.is_file():
+        raise StoreError(
+            f"there is no state file at {path} (the daemon creates it on its first run); check"
+            " state.path in the config or $FTWATCH_STATE_PATH"
+        )
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"Cannot open the state file {path}: {exc}.") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        version = _user_version(conn)
+        _check_version(conn, path, version)
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"The state file {path} has schema version {version} and this ftwatch reads"
+                f" {SCHEMA_VERSION}; run `ftwatch run` once to upgrade it."
+            )
     except BaseException as exc:
         conn.close()
         if isinstance(exc, sqlite3.Error):

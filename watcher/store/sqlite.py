@@ -31,8 +31,9 @@ from ..errors import StoreError
 from ..events import BaseEvent
 from ..wal import WalCheckpointer
 from . import deliveries, journal
-from .protocol import DeadLetter, Delivery, RetiredSink
-from .schema import SCHEMA_VERSION, connect
+from . import overview as reads
+from .protocol import DeadLetter, Delivery, Overview, RetiredSink
+from .schema import SCHEMA_VERSION, connect, connect_readonly
 
 __all__ = ["SQLiteStore"]
 
@@ -67,6 +68,17 @@ class SQLiteStore(anyio.abc.AsyncResource):
         a newer ftwatch. A file that exists keeps its permissions.
         """
         target, conn = await anyio.to_thread.run_sync(connect, Path(path))
+        return cls(target, conn)
+
+    @classmethod
+    async def open_readonly(cls, path: str | os.PathLike[str]) -> Self:
+        """Open the state file at ``path`` for reading only, even while a daemon holds it.
+
+        Nothing is created, migrated or locked; a write through this store raises StoreError.
+        Raises :class:`StoreError` when the file is missing, is not an ftwatch state file, or
+        has another schema version.
+        """
+        target, conn = await anyio.to_thread.run_sync(connect_readonly, Path(path))
         return cls(target, conn)
 
     async def aclose(self) -> None:
@@ -180,6 +192,10 @@ class SQLiteStore(anyio.abc.AsyncResource):
         )
         return await self._run("record a poll cycle", write)
 
+    async def mark_polled(self, source: str, *, now: float) -> None:
+        """Record that ``source`` finished a poll cycle at ``now`` (shown by ``ftwatch status``)."""
+        await self._run("record a poll", partial(reads.mark_polled, source=source, now=now))
+
     # -- deliveries -------------------------------------------------------------------------------
 
     async def set_sinks(
@@ -234,6 +250,15 @@ class SQLiteStore(anyio.abc.AsyncResource):
             deliveries.dead_letter, sink=sink, seq=seq, attempts=attempts, error=error, now=now
         )
         await self._run("record a dead letter", write)
+
+    async def disable_sink(self, sink: str, reason: str, *, now: float) -> None:
+        """Record that the daemon stopped delivering to ``sink`` and why, until it restarts."""
+        write = partial(reads.disable_sink, sink=sink, reason=reason, now=now)
+        await self._run("record a disabled sink", write)
+
+    async def overview(self) -> Overview:
+        """Sources, unfinished jobs and sinks at one moment, read without writing anything."""
+        return await self._run("read the overview", reads.overview)
 
     async def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
         """The dead letters (of one sink, or all), ordered by sink then seq."""
