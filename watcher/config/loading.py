@@ -114,6 +114,7 @@ def _build(
                 "logging": base.logging,
                 "sources": base.sources,
                 "sinks": sinks,
+                "server": base.server,
                 "path": file,
             }
         )
