@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from watcher import Config, JobCreated, ServerConfig, SinkUnavailable, SourceConfig, Watcher
 from watcher.clock import ManualClock
 from watcher.events import BaseEvent
-from watcher.metrics import operation_of
+from watcher.metrics import Metrics, operation_of
 from watcher.simulator import Simulator
 from watcher.testing import CollectingSink, simulator_transport
 
@@ -140,3 +140,16 @@ def test_api_paths_map_to_bounded_operation_names() -> None:
     assert operation_of(f"{base}/ftjob-1/checkpoints") == "list_checkpoints"
     assert operation_of(f"{base}/ftjob-1/cancel") == "job_action"
     assert operation_of("/v1/models") == "other"
+
+
+def test_every_series_is_in_the_readme() -> None:
+    """The README's table names every series the registry exposes."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    metrics = Metrics()
+    names = {family.name for family in metrics.registry.collect()}
+    assert len(names) == 13
+    for family in metrics.registry.collect():
+        shown = f"{family.name}_total" if family.type == "counter" else family.name
+        if family.type == "info":
+            shown = f"{family.name}_info"
+        assert f"`{shown}`" in readme, shown
