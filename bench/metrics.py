@@ -35,7 +35,9 @@ ROUNDS = 5
 # The scraper: a separate process, so its own work does not land on the daemon's loop.
 SCRAPER = """
 import sys, time, httpx
-url, until = sys.argv[1], float(sys.argv[2])
+url, seconds = sys.argv[1], float(sys.argv[2])
+print("ready", flush=True)
+until = time.time() + seconds
 took, size = [], 0
 with httpx.Client() as client:
     while time.time() < until:
@@ -70,10 +72,15 @@ async def run(url: str, tmp: Path, mode: str, seconds: float) -> tuple[list[floa
     async with Watcher(config, state_path=tmp / f"{mode}.db", autostart=False) as watcher:
         await watcher.poll_once()  # the baseline, not measured
         scraper = None
-        until = time.time() + seconds
+        output = b""
         if mode == "scraped":
-            command = [sys.executable, "-c", SCRAPER, f"{watcher.ops_url}/metrics", str(until)]
+            command = [sys.executable, "-c", SCRAPER, f"{watcher.ops_url}/metrics", str(seconds)]
             scraper = await anyio.open_process(command)
+            assert scraper.stdout is not None
+            # Its start (an interpreter, httpx) is not the endpoint's cost: wait it out.
+            while b"\n" not in output:
+                output += await scraper.stdout.receive()
+        until = time.time() + seconds
         while time.time() < until:
             started = time.perf_counter()
             await watcher.poll_once()
@@ -83,9 +90,12 @@ async def run(url: str, tmp: Path, mode: str, seconds: float) -> tuple[list[floa
         if scraper is not None:
             async with scraper:
                 assert scraper.stdout is not None
-                with contextlib.suppress(anyio.EndOfStream):  # too short a run for one scrape
-                    scraped = (await scraper.stdout.receive()).decode().strip()
+                with contextlib.suppress(anyio.EndOfStream):
+                    while True:
+                        output += await scraper.stdout.receive()
                 await scraper.wait()
+            # After "ready", one line of figures (none from a run too short for a scrape).
+            scraped = output.decode().partition("\n")[2].strip()
     return durations, scraped
 
 
