@@ -142,3 +142,14 @@ async def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
         [promtool, "check", "metrics"], input=text, capture_output=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_demo_refuses_a_bad_listen_address() -> None:
+    """`ftwatch demo --listen` checks host:port before anything starts, exit code 2."""
+    from click.testing import CliRunner
+
+    from watcher.cli import main
+
+    result = CliRunner().invoke(main, ["demo", "--listen", "nonsense"])
+    assert result.exit_code == 2
+    assert "'nonsense' is not host:port" in result.output
