@@ -153,3 +153,25 @@ def test_every_series_is_in_the_readme() -> None:
         if family.type == "info":
             shown = f"{family.name}_info"
         assert f"`{shown}`" in readme, shown
+
+
+async def test_no_secret_in_any_series_or_body(tmp_path: Path) -> None:
+    """The source's API key shows in no series, label or response body, even after the API
+    refused it (the source stopped and /readyz explains why)."""
+    key = "sk-test-abcdefghijklmnopqrstuvwxyz0123456789"
+    sim = Simulator(ManualClock(START), api_key="sk-another-key-the-simulator-wants-000000")
+    sim.add_jobs(1, "running")
+    watcher = ops_watcher(sim, tmp_path / "s.db", CollectingSink(), api_key=key)
+    async with watcher:
+        await watcher.pollers["sim"].run()  # returns at once: the key is refused
+        assert watcher.ops_url is not None
+        async with httpx.AsyncClient() as client:
+            bodies = [
+                (await client.get(f"{watcher.ops_url}{path}")).text
+                for path in ("/metrics", "/readyz", "/healthz")
+            ]
+    assert "stopped" in bodies[1]
+    assert 'outcome="client_error"' in bodies[0]
+    for body in bodies:
+        assert key not in body
+        assert key[8:20] not in body
