@@ -18,7 +18,7 @@ from __future__ import annotations
 import platform
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -81,7 +81,7 @@ def _status_outcome(status: int) -> str:
 class Metrics:
     """The instruments of one watcher, the hooks that feed them and the text a scrape reads."""
 
-    def __init__(self, clock_now: Any = time.time) -> None:
+    def __init__(self, clock_now: Callable[[], float] = time.time) -> None:
         """Create every instrument in a new registry (never the process-wide default one).
 
         ``clock_now`` gives the Unix time of a successful poll (the watcher's clock).
@@ -172,7 +172,7 @@ class Metrics:
 
     def cycle_done(self, report: CycleReport) -> None:
         """A poll cycle of ``report.source`` succeeded: stamp it, count its events."""
-        now = float(self._now())
+        now = self._now()
         self.polled_at[report.source] = now
         self.last_poll.labels(report.source).set(now)
         for event in report.events:
