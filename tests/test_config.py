@@ -382,7 +382,7 @@ def test_path_is_not_a_key_of_the_file() -> None:
     """Config.path is where the file came from; writing it in the file is an unknown key."""
     error = config_error({"path": "x.toml", "sources": [source()]})
     assert str(error) == (
-        "ftwatch.toml: unknown key 'path'; expected one of: state, logging, sources, sinks"
+        "ftwatch.toml: unknown key 'path'; expected one of: state, logging, sources, sinks, server"
     )
 
 

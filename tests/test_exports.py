@@ -36,6 +36,7 @@ EXPECTED = [
     "RateLimited",
     "RetryPolicy",
     "ScaledClock",
+    "ServerConfig",
     "ServerError",
     "Sink",
     "SinkBase",

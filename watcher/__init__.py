@@ -30,7 +30,15 @@ if TYPE_CHECKING:
     from .app import Watcher
     from .client import APIClient, Page
     from .clock import Clock, ManualClock, ScaledClock, SystemClock
-    from .config import Config, LoggingConfig, SourceConfig, StateConfig, load_config, parse_config
+    from .config import (
+        Config,
+        LoggingConfig,
+        ServerConfig,
+        SourceConfig,
+        StateConfig,
+        load_config,
+        parse_config,
+    )
     from .diff import JobState, diff
     from .durations import Duration, parse_duration
     from .errors import (
@@ -92,6 +100,7 @@ _WHERE: dict[str, str] = {
     "SystemClock": "clock",
     "Config": "config",
     "LoggingConfig": "config",
+    "ServerConfig": "config",
     "SourceConfig": "config",
     "StateConfig": "config",
     "load_config": "config",
@@ -209,6 +218,7 @@ __all__ = [
     "RateLimited",
     "RetryPolicy",
     "ScaledClock",
+    "ServerConfig",
     "ServerError",
     "Sink",
     "SinkBase",

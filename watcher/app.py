@@ -29,10 +29,14 @@ from .clock import Clock, SystemClock
 from .config import Config, SourceConfig, StateConfig, load_config
 from .dispatch import SinkWorker
 from .events import BaseEvent
-from .http import AsyncBaseTransport
+from .http import AsyncBaseTransport, AsyncHTTPTransport
 from .logs import register_secret
+from .metrics import Metrics, ObservedSink, ObservedTransport
+from .operations import OperationsApp, Reply, Route, json_reply, standard_routes
 from .poller import SourcePoller
+from .serving import serve_asgi
 from .sinks import Sink, SinkConfig, register_sink_secrets, sink_plugin
+from .status import gather_status
 from .store import StateStore, Store
 from .store.lock import exclusive
 from .subscribers import Overflow, Subscription, type_patterns
@@ -129,6 +133,11 @@ class Watcher:
         self.store: StateStore | None = None
         self.pollers: dict[str, SourcePoller] = {}
         self.workers: dict[str, SinkWorker] = {}
+        #: With ``[server] listen`` set: the metrics, the endpoint's routes (path -> route;
+        #: add one before or after entering) and the endpoint's URL once it is served.
+        self.metrics: Metrics | None = None
+        self.routes: dict[str, Route] = {}
+        self.ops_url: str | None = None
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], **kwargs: Any) -> Watcher:
@@ -182,6 +191,9 @@ class Watcher:
         stack.enter_context(exclusive(Path(self.config.state.path)))
         self.store = store = await Store.open(self.config.state.path)
         stack.push_async_callback(store.aclose)
+        address = self.config.server.address
+        if address is not None:
+            self.metrics = Metrics(self.clock.now)
 
         for sink, sink_config in built:
             self._add_worker(sink, sink_config)
@@ -203,7 +215,7 @@ class Watcher:
         for source in self.config.sources:
             # Retry waits run on the watcher's clock, so tests drive them like the rest.
             client = client_for(
-                source, transport=self._transport_for(source.name), sleep=self.clock.sleep
+                source, transport=self._observed(source.name), sleep=self.clock.sleep
             )
             stack.push_async_callback(client.aclose)
             poller = SourcePoller(
@@ -214,6 +226,7 @@ class Watcher:
                 clock=self.clock,
                 rng=random.Random(self._rng.random()),
                 max_baseline_pages=source.max_baseline_pages,
+                on_cycle=None if self.metrics is None else self.metrics.cycle_done,
             )
             await poller.load()
             self.pollers[source.name] = poller
@@ -225,8 +238,35 @@ class Watcher:
         stack.callback(tg.cancel_scope.cancel)
         for handler, sub in self._handlers:
             tg.start_soon(self._run_handler, handler, sub)
+        if address is not None:
+            await self._serve(stack, address)
         if self._autostart:
             self.start_background()
+
+    async def _serve(self, stack: AsyncExitStack, address: tuple[str, int]) -> None:
+        """Serve the operations endpoint on this loop; it closes before the store does."""
+        assert self.metrics is not None
+        routes = standard_routes(
+            metrics=self.metrics,
+            pollers=self.pollers,
+            workers=self.workers,
+            store=self._require_store(),
+            clock=self.clock,
+        )
+        routes["/jobs"] = self._jobs_route
+        self.routes = {**routes, **self.routes}
+        host, port = address
+        self.ops_url = await stack.enter_async_context(
+            serve_asgi(OperationsApp(self.routes), host, port)
+        )
+        log.info("operations_endpoint_listening", url=self.ops_url)
+
+    async def _jobs_route(self) -> Reply:
+        """``/jobs``: what ``ftwatch status --json`` prints, read from this daemon's store."""
+        status = await gather_status(
+            self._require_store(), path=str(self.config.state.path), now=self.clock.now()
+        )
+        return json_reply(status.model_dump(mode="json"))
 
     def start_background(self) -> None:
         """Start polling and delivery loops (done on entry unless ``autostart=False``)."""
@@ -237,6 +277,13 @@ class Watcher:
             self._tg.start_soon(worker.run)
         self._tg.start_soon(self._prune_loop)
 
+    def _observed(self, source: str) -> AsyncBaseTransport | None:
+        """The source's transport, counted and timed when there are metrics."""
+        transport = self._transport_for(source)
+        if self.metrics is None:
+            return transport
+        return ObservedTransport(transport or AsyncHTTPTransport(), source, self.metrics)
+
     def _transport_for(self, source: str) -> AsyncBaseTransport | None:
         if self._transport is None or isinstance(self._transport, AsyncBaseTransport):
             return self._transport
@@ -245,6 +292,8 @@ class Watcher:
     def _add_worker(self, sink: Sink, config: SinkConfig) -> None:
         if config.name in self.workers:
             raise ValueError(f"two sinks are named {config.name!r}; give each a unique name")
+        if self.metrics is not None:
+            sink = ObservedSink(sink, config.name, self.metrics)
         self.workers[config.name] = SinkWorker(
             sink,
             config,
@@ -282,8 +331,11 @@ class Watcher:
         for worker in self.workers.values():
             worker.wake()
         for sub in list(self._subscribers):
+            dropped = sub.dropped
             for event in events:
                 sub.offer(event)
+            if self.metrics is not None:
+                self.metrics.dropped(sub.dropped - dropped)
 
     def events(
         self,

@@ -12,15 +12,20 @@ from pathlib import Path
 
 from .app import Watcher
 from .clock import ScaledClock
-from .config import SourceConfig
+from .config import Config, ServerConfig, SourceConfig
 from .events import JobCancelled, JobFailed, JobSucceeded
 from .sinks import sink_plugin
 
 __all__ = ["run_demo"]
 
 
-async def run_demo(*, speed: float = 60.0, as_json: bool = False, state_path: Path) -> str:
-    """Run the demo scenario to its end; return a one-line summary."""
+async def run_demo(
+    *, speed: float = 60.0, as_json: bool = False, state_path: Path, listen: str | None = None
+) -> str:
+    """Run the demo scenario to its end; return a one-line summary.
+
+    ``listen`` (``host:port``) serves the operations endpoint (``/metrics``...) meanwhile.
+    """
     from .simulator import Simulator, demo_scenario, serve_simulator
 
     sim = Simulator(ScaledClock(speed), seed=7)
@@ -38,7 +43,8 @@ async def run_demo(*, speed: float = 60.0, as_json: bool = False, state_path: Pa
             jitter=0.0,
             emit_existing=True,
         )
-        async with Watcher(sources=[source], sinks=[stdout], state_path=state_path) as watcher:
+        config = Config(sources=[source], sinks=[stdout], server=ServerConfig(listen=listen))
+        async with Watcher(config, state_path=state_path) as watcher:
             async with watcher.events(JobSucceeded, JobFailed, JobCancelled) as finished:
                 async for event in finished:
                     if event.job_id in job_ids:

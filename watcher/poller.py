@@ -86,11 +86,13 @@ class SourcePoller:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         max_baseline_pages: int = DEFAULT_MAX_BASELINE_PAGES,
+        on_cycle: Callable[[CycleReport], None] | None = None,
     ) -> None:
         """Set the poller up; nothing is read until :meth:`load` and the first cycle.
 
         ``max_baseline_pages`` bounds the first baseline (see the module): at that many pages
-        read, across cycles, what was read is the baseline.
+        read, across cycles, what was read is the baseline. ``on_cycle`` is called with the
+        report of every cycle that succeeded (the metrics' hook).
         """
         if max_baseline_pages < 1:
             raise ValueError("max_baseline_pages must be at least 1")
@@ -116,6 +118,7 @@ class SourcePoller:
         #: Set once the source failed for good (its key was refused); the loop has stopped.
         self.failed: str | None = None
         self.cycles = 0
+        self._on_cycle = on_cycle
 
     @property
     def name(self) -> str:
@@ -235,6 +238,8 @@ class SourcePoller:
             retrieves=report.retrieves,
             events=len(events),
         )
+        if self._on_cycle is not None:
+            self._on_cycle(report)
         return report
 
     # -- fetching -----------------------------------------------------------------------------

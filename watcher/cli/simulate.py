@@ -68,12 +68,31 @@ def simulate(
         )
 
 
+def _listen_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from ..config.models import split_listen
+
+    if value is not None:
+        try:
+            split_listen(value)
+        except ValueError:
+            raise click.BadParameter(
+                f'{value!r} is not host:port; use one such as "127.0.0.1:9464"'
+            ) from None
+    return value
+
+
 @click.command()
 @click.option("--speed", default=60.0, show_default=True, help="Simulated seconds per second.")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.option("--state", "state_path", metavar="PATH", help="SQLite file [default: a temp file].")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    callback=_listen_address,
+    help="Serve /metrics, /healthz and /readyz there meanwhile (as [server] listen does).",
+)
 @errors_to_exit
-def demo(speed: float, as_json: bool, state_path: str | None) -> None:
+def demo(speed: float, as_json: bool, state_path: str | None, listen: str | None) -> None:
     """Watch simulated jobs run to the end, with no account and no network."""
     from ..demo import run_demo
     from ..logs import configure_logging
@@ -82,6 +101,8 @@ def demo(speed: float, as_json: bool, state_path: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="ftwatch-demo-") as tmp:
         path = Path(state_path) if state_path else Path(tmp) / "ftwatch-demo.db"
         summary = run_async(
-            functools.partial(run_demo, speed=speed, as_json=as_json, state_path=path)
+            functools.partial(
+                run_demo, speed=speed, as_json=as_json, state_path=path, listen=listen
+            )
         )
     click.echo(summary, err=True)

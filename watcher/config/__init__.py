@@ -1,12 +1,13 @@
 """The TOML config: read with tomllib, environment applied, validated by pydantic.
 
-A config file has four parts (``config.example.toml`` shows and explains every key)::
+A config file has five parts (``config.example.toml`` shows and explains every key)::
 
     [state]        where the state lives and how long delivered events are kept
     [logging]      log level and format
     [[sources]]    fine-tuning APIs to watch (at least one)
     [[sinks]]      where events go; each table's ``type`` picks a sink plugin, whose own
                    config model validates the table
+    [server]       the operations endpoint (metrics, health); off unless ``listen`` is set
 
 Environment
 -----------
@@ -56,6 +57,7 @@ from .models import (
     OPENAI_DASHBOARD_URL,
     Config,
     LoggingConfig,
+    ServerConfig,
     SourceConfig,
     StateConfig,
 )
@@ -68,6 +70,7 @@ __all__ = [
     "OPENAI_DASHBOARD_URL",
     "Config",
     "LoggingConfig",
+    "ServerConfig",
     "SourceConfig",
     "StateConfig",
     "load_config",

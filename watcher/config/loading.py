@@ -115,6 +115,7 @@ def _build(
                 "logging": base.logging,
                 "sources": base.sources,
                 "sinks": sinks,
+                "server": base.server,
                 "path": file,
             }
         )

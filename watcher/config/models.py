@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -30,6 +31,7 @@ __all__ = [
     "OPENAI_DASHBOARD_URL",
     "Config",
     "LoggingConfig",
+    "ServerConfig",
     "SourceConfig",
     "StateConfig",
     "is_loopback_url",
@@ -92,6 +94,52 @@ class LoggingConfig(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:9464"`` for IPv6) as ``(host, port)``; ValueError when not."""
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)  # raises ValueError for anything else in brackets
+    elif not sep or not host or ":" in host or not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+        raise ValueError(value)
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(value)
+    return host, int(port)
+
+
+class ServerConfig(BaseModel):
+    """``[server]``: the operations endpoint (``/metrics``, ``/healthz``, ``/readyz``).
+
+    Off unless ``listen`` is set. Served by the daemon on its own event loop.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: ``host:port`` to serve on, such as ``127.0.0.1:9464`` (``[::1]:9464`` for IPv6; port 0
+    #: picks a free one); None: no endpoint.
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            split_listen(value)
+        except ValueError:
+            raise PydanticCustomError(
+                "listen",
+                'expected "host:port" such as "127.0.0.1:9464" (IPv6 as "[::1]:9464", a port '
+                "from 0 to 65535)",
+            ) from None
+        return value.strip()
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``listen`` as ``(host, port)``, or None when the endpoint is off."""
+        return None if self.listen is None else split_listen(self.listen)
 
 
 class SourceConfig(BaseModel):
@@ -214,7 +262,7 @@ class SourceConfig(BaseModel):
 
 
 class Config(BaseModel):
-    """The whole configuration: state, logging, sources and sinks.
+    """The whole configuration: state, logging, sources, sinks and the operations server.
 
     Built by :func:`load_config` from a file, or in code. ``sinks`` holds instances of each
     plugin's own config model. ``str()`` and ``repr()`` never show a secret; :meth:`redacted`
@@ -230,6 +278,7 @@ class Config(BaseModel):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     sources: list[SourceConfig] = Field(min_length=1)
     sinks: list[SerializeAsAny[SinkConfig]] = Field(default_factory=list)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     #: The file the config came from; None when it was built in code.
     path: Path | None = None
 
@@ -273,6 +322,7 @@ class Config(BaseModel):
             "sinks": [
                 plain(sink.model_dump(by_alias=True), url_paths=False) for sink in self.sinks
             ],
+            "server": plain(self.server.model_dump()),
             "path": None if self.path is None else str(self.path),
         }
 
