@@ -29,6 +29,8 @@ from .tracking import (
     check_eta,
     check_stall,
     mark_sent,
+    note_metrics,
+    note_status,
     parse_metrics,
     progress_event,
     throttle_allows,
@@ -130,12 +132,11 @@ class ProgressWatch:
                     continue
                 track = self._new_track(job, now, announce=baselined and job.id not in known)
             ended = job.is_terminal
-            if job.status != track.status:
-                was_running = track.status == "running"
-                track.status = job.status
-                track.status_since = now
-                if ended and was_running:
-                    early.extend(await self._read(job, track, now, final=True))
+            was_running = track.status == "running"
+            changed = note_status(track, job.status, now)
+            if changed and ended and was_running:
+                # Its last entries, and the progress the throttle held back, before the end.
+                early.extend(await self._read(job, track, now, final=True))
             if job.status == "running" and (
                 track.read_at is None or now - track.read_at >= self.config.progress_interval
             ):
@@ -197,11 +198,9 @@ class ProgressWatch:
                 fields = parse_metrics(record, source=self.source, job_id=job.id)
                 if fields is None:
                     continue
-                if track.step is not None and fields["step"] <= track.step:
+                if not note_metrics(track, fields["step"], at):
                     log.debug("metrics_out_of_order", source=self.source, job_id=job.id)
                     continue
-                track.step = fields["step"]
-                track.metrics_at = at
                 latest = fields
                 continue
             message = record.message or ""

@@ -27,6 +27,8 @@ __all__ = [
     "Rules",
     "check_eta",
     "check_stall",
+    "note_metrics",
+    "note_status",
     "parse_metrics",
     "throttle_allows",
 ]
@@ -187,6 +189,24 @@ def progress_event(
         estimated_finish=job.estimated_finish,
         **fields,
     )
+
+
+def note_status(track: JobTrack, status: str, now: float) -> bool:
+    """Record the job's status seen at ``now``; return whether it changed (its clock restarts)."""
+    if status == track.status:
+        return False
+    track.status = status
+    track.status_since = now
+    return True
+
+
+def note_metrics(track: JobTrack, step: int, at: float) -> bool:
+    """Record a metrics entry; False (and nothing recorded) when it is not newer than the last."""
+    if track.step is not None and step <= track.step:
+        return False
+    track.step = step
+    track.metrics_at = at
+    return True
 
 
 def _stamp(seconds: Any) -> str:
