@@ -273,13 +273,15 @@ class JobControls:
         level: str = "warn",
         kind: str = "message",
         data: Mapping[str, Any] | None = None,
+        at: float | None = None,
     ) -> None:
-        """Add an entry to the job's event stream now: a warning, an error, or raw ``metrics``.
+        """Add an entry to the job's event stream: a warning, an error, or raw ``metrics``.
 
-        ``data`` goes out as given, so a test can send what a real API might (strings for
-        numbers, missing keys).
+        It appears at ``at`` (simulated time; default now). ``data`` goes out as given, so a
+        test can send what a real API might (strings for numbers, missing keys).
         """
-        self._get(job_id).notes.append((self.clock.now(), level, message, kind, dict(data or {})))
+        when = self.clock.now() if at is None else at
+        self._get(job_id).notes.append((when, level, message, kind, dict(data or {})))
 
     def remove(self, job_id: str) -> None:
         """Forget a job, as if it had been deleted upstream."""
