@@ -233,3 +233,18 @@ async def test_a_slipping_eta_is_reported_past_both_thresholds(
     assert len(events) == 1
     assert events[0].details()["shift"] == 3600
     assert events[0].details()["previous_estimated_finish"] == base
+
+
+async def test_a_new_job_with_entries_already_has_created_first(
+    sim: Simulator, clock: ManualClock, make_watcher: Factory
+) -> None:
+    """A job first seen with metrics and a warning already logged: created, then the rest."""
+    async with make_watcher(progress_every="1%") as (watcher, _):
+        await watcher.poll_once()
+        job = sim.create_job(script=[(0, "running")], train_seconds=600)
+        clock.advance(300)
+        sim.post_event(job, "careful", level="warn")
+        events = await watcher.poll_once()
+    types = _types([e for e in events if e.job_id == job])
+    assert types[0] == "created"
+    assert {"progress", "message"} <= set(types[1:])

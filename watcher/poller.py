@@ -40,7 +40,7 @@ from .diff import JobState
 from .errors import APIError, AuthenticationError, MalformedResponse, NotFoundError
 from .events import BaseEvent
 from .models import FineTuningJob
-from .progress import ProgressWatch
+from .progress import ProgressWatch, in_job_order
 from .snapshots import Fingerprints, JobsRead, diff_jobs
 from .store import StateStore
 
@@ -215,7 +215,7 @@ class SourcePoller:
         early, late = await self.progress.observe(
             read.jobs.values(), known=self.states, now=now, baselined=self.baselined or complete
         )
-        events = [*early, *events, *late]
+        events = in_job_order(early, events, late)
         gaps_moved = gaps != self.gaps
         if changed or events or finishing_baseline or gaps_moved:
             await self.store.commit(

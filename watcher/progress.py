@@ -11,7 +11,7 @@ so a restart announces nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -36,7 +36,7 @@ from .tracking import (
     throttle_allows,
 )
 
-__all__ = ["ProgressWatch", "rules_of"]
+__all__ = ["ProgressWatch", "in_job_order", "rules_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +45,22 @@ MAX_EVENT_PAGES = 3
 _LEVELS = {"info": 0, "warn": 1, "warning": 1, "error": 2}
 #: Statuses whose clock starts at the job's ``created_at`` when ftwatch first sees the job.
 _FROM_CREATION = frozenset({"validating_files", "queued"})
+
+
+def in_job_order(
+    early: Sequence[BaseEvent], lifecycle: Sequence[BaseEvent], late: Sequence[BaseEvent]
+) -> list[BaseEvent]:
+    """One cycle's events with each job's in the order they happened.
+
+    A job's metrics, checkpoints and messages came before the status change the cycle saw,
+    but after its creation: a job new this cycle gets its ``created`` first. Stalls,
+    unstalls and ETA changes follow everything else.
+    """
+    if not early:
+        return [*lifecycle, *late]
+    first = [e for e in lifecycle if e.type == "fine_tuning.job.created"]
+    rest = [e for e in lifecycle if e.type != "fine_tuning.job.created"]
+    return [*first, *early, *rest, *late]
 
 
 def rules_of(config: SourceConfig) -> Rules:
