@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from slack_sdk.models.blocks import Block
 
+from ftwatch_slack import build_message
+from ftwatch_stdout import format_line
 from watcher.events import (
     BaseEvent,
     JobCheckpointCreated,
@@ -87,3 +90,47 @@ def test_progress_events_reach_only_sinks_that_name_them(
     """Progress, checkpoints and ETA changes are opt-in by full name; alerts follow globs."""
     sink = _sink(events)
     assert {e.type for e in SAMPLES if sink.wants(e)} == wanted
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
+def test_slack_renders_each_new_type_as_valid_block_kit(event: BaseEvent) -> None:
+    """Slack's message for each new type validates with slack_sdk and reads as words."""
+    message = build_message(event)
+    assert "\n" not in message["text"] and "fine_tuning.job" not in message["text"]
+    for raw in message["blocks"]:
+        block = Block.parse(raw)
+        assert block is not None, raw
+        block.validate_json()
+        assert block.to_dict() == raw
+
+
+def test_slack_says_how_long_a_stall_lasts_and_quotes_messages() -> None:
+    """A stall names its status and duration; a warning's text is in the message."""
+    stalled = build_message(
+        JobStalled(
+            **{**COMMON, "observed_at": 3 * 3600.0},
+            reason="queued_too_long",
+            since=0.0,
+            threshold=1.0,
+        )
+    )
+    assert "stuck in queue for 3h 00m" in stalled["text"]
+    warned = build_message(SAMPLES[2])
+    assert "careful" in warned["text"] and "warning" in warned["text"]
+    assert any("careful" in json.dumps(b) for b in warned["blocks"])
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
+def test_stdout_prints_one_compact_line_per_new_type(event: BaseEvent) -> None:
+    """The stdout line of each new type is one line with its key detail."""
+    line = format_line(event, colour=False)
+    assert "\n" not in line and "ftjob-1" in line
+    expected = {
+        "fine_tuning.job.progress": "step 10/100 (10%) loss 0.5",
+        "fine_tuning.job.checkpoint_created": "ft:m:ckpt-step-10",
+        "fine_tuning.job.message": "warn: careful",
+        "fine_tuning.job.stalled": "queued_too_long",
+        "fine_tuning.job.unstalled": "over after 120 min",
+        "fine_tuning.job.eta_changed": "ETA moved +60 min",
+    }[event.type]
+    assert expected in line
