@@ -248,3 +248,33 @@ async def test_a_new_job_with_entries_already_has_created_first(
     types = _types([e for e in events if e.job_id == job])
     assert types[0] == "created"
     assert {"progress", "message"} <= set(types[1:])
+
+
+async def test_the_silent_baseline_announces_no_history_but_later_entries(
+    sim: Simulator, clock: ManualClock, make_watcher: Factory
+) -> None:
+    """Jobs already running at the first start: their past metrics and warnings stay quiet."""
+    job = sim.create_job(created_at=START - 1800, script=[(0, "running")], train_seconds=100 * HOUR)
+    sim.post_event(job, "old warning", level="warn")
+    async with make_watcher(progress_every="1%") as (watcher, _):
+        baseline = await watcher.poll_once()
+        assert baseline == []
+        clock.advance(60)
+        sim.post_event(job, "new warning", level="warn")
+        later = await _run(watcher, clock, 60)
+    assert [e.message for e in later if isinstance(e, JobMessage)] == ["new warning"]
+
+
+async def test_library_subscribers_get_the_new_types(
+    sim: Simulator, clock: ManualClock, make_watcher: Factory
+) -> None:
+    """``watcher.events(JobProgress, JobMessage)`` yields them like the lifecycle types."""
+    async with make_watcher(progress_every="1%") as (watcher, _):
+        await watcher.poll_once()
+        job = sim.create_job(script=[(0, "running")], train_seconds=600)
+        subscription = watcher.events(JobProgress, JobMessage)
+        clock.advance(120)
+        sim.post_event(job, "careful", level="warn")
+        await watcher.poll_once()
+        got = [await subscription.__anext__() for _ in range(2)]
+    assert {type(e) for e in got} == {JobProgress, JobMessage}

@@ -213,7 +213,11 @@ class SourcePoller:
         # A job's metrics and checkpoints happened before the status change this cycle saw;
         # stalls, unstalls and ETA changes follow it.
         early, late = await self.progress.observe(
-            read.jobs.values(), known=self.states, now=now, baselined=self.baselined or complete
+            read.jobs.values(),
+            known=self.states,
+            now=now,
+            baselined=self.baselined or complete,
+            announce_new=announce,
         )
         events = in_job_order(early, events, late)
         gaps_moved = gaps != self.gaps

@@ -109,18 +109,23 @@ class ProgressWatch:
         known: Mapping[str, Any],
         now: float,
         baselined: bool,
+        announce_new: bool,
     ) -> tuple[list[BaseEvent], list[BaseEvent]]:
         """Read what is due for ``jobs`` (this cycle's non-terminal or just-ended ones).
 
         ``known`` holds the ids the source knew before this cycle; ``baselined`` says whether
-        the source's baseline is recorded by the end of this cycle (stalls wait for it).
+        the source's baseline is recorded by the end of this cycle (stalls wait for it);
+        ``announce_new`` whether a job new this cycle has its history announced (after the
+        baseline, or with ``emit_existing``) or only marked as read.
         Returns the events that happened before the cycle's status changes (metrics,
         checkpoints, messages) and those that follow them (stalls, unstalls, ETA changes).
         """
         if not self.config.progress:
             return [], []
         try:
-            return await self._observe(jobs, known=known, now=now, baselined=baselined)
+            return await self._observe(
+                jobs, known=known, now=now, baselined=baselined, announce_new=announce_new
+            )
         except AuthenticationError:
             raise
         except Exception:
@@ -138,6 +143,7 @@ class ProgressWatch:
         known: Mapping[str, Any],
         now: float,
         baselined: bool,
+        announce_new: bool,
     ) -> tuple[list[BaseEvent], list[BaseEvent]]:
         early: list[tuple[float, int, BaseEvent]] = []
         late: list[BaseEvent] = []
@@ -146,7 +152,7 @@ class ProgressWatch:
             if track is None:
                 if job.is_terminal:
                     continue
-                track = self._new_track(job, now, announce=baselined and job.id not in known)
+                track = self._new_track(job, now, announce=announce_new and job.id not in known)
             ended = job.is_terminal
             was_running = track.status == "running"
             changed = note_status(track, job.status, now)
