@@ -30,7 +30,8 @@ KEY = "sk-test-abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def _watcher(sim: Simulator, path: Path, sink: CollectingSink, **kw: object) -> Watcher:
-    source = SourceConfig(name="sim", base_url="http://sim/v1")
+    # Lifecycle events only: the progress types have their own tests (test_progress*.py).
+    source = SourceConfig(name="sim", base_url="http://sim/v1", progress=False)
     return Watcher(
         sources=[source],
         sinks=[sink],

@@ -363,7 +363,9 @@ def test_unknown_source_key_lists_the_expected_ones() -> None:
         "ftwatch.toml: sources[0]: unknown key 'poll_intervall'; expected one of: name, "
         "base_url, api_key, organization, project, poll_interval, jitter, jobs, emit_existing, "
         "timeout, max_attempts, page_size, max_pages, max_baseline_pages, max_retrieves, "
-        "max_response_bytes, dashboard_url"
+        "max_response_bytes, dashboard_url, progress, progress_interval, progress_every, "
+        "progress_messages, stall_validating, stall_queued, stall_no_progress, eta_shift, "
+        "eta_shift_ratio"
     )
     assert error.key == "sources[0].poll_intervall"
     assert error.path == "ftwatch.toml"

@@ -85,7 +85,11 @@ async def test_a_receiver_failing_its_first_deliveries_gets_everything_once_in_j
     clock = ManualClock(START)
     async with serve_asgi(receiver) as url:
         watcher = Watcher(
-            sources=[SourceConfig(name="sim", base_url="http://sim/v1", emit_existing=True)],
+            sources=[
+                SourceConfig(
+                    name="sim", base_url="http://sim/v1", emit_existing=True, progress=False
+                )
+            ],
             sinks=[_hook("hook", url)],
             state_path=tmp_path / "s.db",
             clock=clock,
@@ -115,7 +119,11 @@ async def test_a_dead_receiver_delays_nothing_else_and_catches_up_when_back(
     clock = ManualClock(START)
     async with serve_asgi(healthy) as healthy_url:
         watcher = Watcher(
-            sources=[SourceConfig(name="sim", base_url="http://sim/v1", emit_existing=True)],
+            sources=[
+                SourceConfig(
+                    name="sim", base_url="http://sim/v1", emit_existing=True, progress=False
+                )
+            ],
             sinks=[_hook("healthy", healthy_url), _hook("down", f"http://127.0.0.1:{port}")],
             state_path=tmp_path / "s.db",
             clock=clock,
@@ -147,7 +155,13 @@ async def test_a_hung_receiver_never_slows_the_healthy_sink(tmp_path: Path) -> N
     async with serve_asgi(healthy) as healthy_url, serve_asgi(hung) as hung_url:
         watcher = Watcher(
             sources=[
-                SourceConfig(name="sim", base_url="http://sim/v1", emit_existing=True, jitter=0)
+                SourceConfig(
+                    name="sim",
+                    base_url="http://sim/v1",
+                    emit_existing=True,
+                    jitter=0,
+                    progress=False,
+                )
             ],
             sinks=[_hook("healthy", healthy_url), _hook("hung", hung_url)],
             state_path=tmp_path / "s.db",
@@ -180,7 +194,11 @@ async def test_slack_rate_limiting_is_waited_out_as_slack_asks(tmp_path: Path) -
             retry=RetryPolicy(initial_backoff=1, max_backoff=8),
         )
         watcher = Watcher(
-            sources=[SourceConfig(name="sim", base_url="http://sim/v1", emit_existing=True)],
+            sources=[
+                SourceConfig(
+                    name="sim", base_url="http://sim/v1", emit_existing=True, progress=False
+                )
+            ],
             sinks=[slack],
             state_path=tmp_path / "s.db",
             clock=clock,

@@ -57,7 +57,7 @@ async def test_the_demo_scenario_yields_its_exact_event_sequence(tmp_path: Path)
     ids = demo_scenario(sim)
     sink = CollectingSink()
     async with serve_simulator(sim, port=0) as url:
-        source = SourceConfig(name="sim", base_url=url, emit_existing=True)
+        source = SourceConfig(name="sim", base_url=url, emit_existing=True, progress=False)
         watcher = Watcher(
             sources=[source],
             sinks=[sink],
@@ -120,6 +120,7 @@ poll_interval = 0.05
 jitter = 0
 timeout = 1
 emit_existing = true
+progress = false
 
 [[sinks]]
 name = "audit"

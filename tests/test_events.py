@@ -286,16 +286,22 @@ def test_event_id_parts_do_not_run_together() -> None:
 # --- the types --------------------------------------------------------------------------------
 
 
-def test_event_types_lists_the_five_wire_names_in_design_order() -> None:
-    """EVENT_TYPES holds exactly the five wire names, in the order DESIGN.md lists them."""
+def test_event_types_lists_the_lifecycle_names_then_the_progress_ones() -> None:
+    """EVENT_TYPES holds the five lifecycle wire names in DESIGN.md's order, then issue 8's."""
     assert EVENT_TYPES == (
         "fine_tuning.job.created",
         "fine_tuning.job.status_changed",
         "fine_tuning.job.succeeded",
         "fine_tuning.job.failed",
         "fine_tuning.job.cancelled",
+        "fine_tuning.job.progress",
+        "fine_tuning.job.checkpoint_created",
+        "fine_tuning.job.message",
+        "fine_tuning.job.stalled",
+        "fine_tuning.job.unstalled",
+        "fine_tuning.job.eta_changed",
     )
-    assert [event_type_name(cls) for cls in ALL_CLASSES] == list(EVENT_TYPES)
+    assert [event_type_name(cls) for cls in ALL_CLASSES] == list(EVENT_TYPES[:5])
 
 
 @pytest.mark.parametrize("cls", ALL_CLASSES)

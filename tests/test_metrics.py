@@ -20,7 +20,10 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def ops_watcher(sim: Simulator, path: Path, sink: CollectingSink, **source: object) -> Watcher:
-    """A watcher over the simulator with the operations endpoint on a free loopback port."""
+    """A watcher over the simulator with the operations endpoint on a free loopback port.
+
+    Progress reading is off unless asked for: these tests count lifecycle events exactly."""
+    source.setdefault("progress", False)
     config = Config(
         sources=[SourceConfig(name="sim", base_url="http://sim/v1", **source)],  # type: ignore[arg-type]
         server=ServerConfig(listen="127.0.0.1:0"),

@@ -33,7 +33,8 @@ def make_watcher(sim: Simulator, tmp_path: Path) -> WatcherFactory:
     @asynccontextmanager
     async def make(**source: Any) -> AsyncIterator[tuple[Watcher, CollectingSink]]:
         sink = CollectingSink()
-        config = SourceConfig(name="sim", base_url="http://sim/v1", **source)
+        # Lifecycle only unless a test asks: the progress types have their own tests.
+        config = SourceConfig(name="sim", base_url="http://sim/v1", **{"progress": False, **source})
         watcher = Watcher(
             sources=[config],
             sinks=[sink],

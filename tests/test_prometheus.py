@@ -81,7 +81,7 @@ async def test_prometheus_scrapes_the_daemon(tmp_path: Path) -> None:
             f'[logging]\nformat = "json"\n'
             f'[server]\nlisten = "127.0.0.1:{ops_port}"\n'
             f'[[sources]]\nname = "sim"\nbase_url = "{sim_url}"\npoll_interval = 0.5\n'
-            "emit_existing = true\n"
+            "emit_existing = true\nprogress = false\n"  # lifecycle counts only
             f'[[sinks]]\nname = "hook"\ntype = "webhook"\nurl = "{hook_url}/hook"\n'
         )
         (tmp_path / "prometheus.yml").write_text(

@@ -156,7 +156,7 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_data(db: Path) -> None
     async with await Store.open(db) as store:
         assert await store.is_baselined(SRC)
         assert await store.gaps(SRC) == []
-        assert (await store.stats())["schema_version"] == SCHEMA_VERSION == 5
+        assert (await store.stats())["schema_version"] == SCHEMA_VERSION == 6
     conn = sqlite3.connect(db)
     indexes = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")

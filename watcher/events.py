@@ -27,13 +27,20 @@ from .models import FineTuningJob, JobError
 
 __all__ = [
     "EVENT_TYPES",
+    "OPT_IN_EVENT_TYPES",
     "BaseEvent",
     "Event",
     "JobCancelled",
+    "JobCheckpointCreated",
     "JobCreated",
+    "JobEtaChanged",
     "JobFailed",
+    "JobMessage",
+    "JobProgress",
+    "JobStalled",
     "JobStatusChanged",
     "JobSucceeded",
+    "JobUnstalled",
     "event_id",
     "event_from_envelope",
     "event_type_name",
@@ -110,6 +117,10 @@ class BaseEvent(BaseModel):
             self.job.to_api(), None if failure is None else failure.model_dump(mode="json")
         )
 
+    def details(self) -> dict[str, Any]:
+        """The fields this type carries besides the envelope and the job (none for lifecycle)."""
+        return {name: self.__dict__[name] for name in _own_fields(type(self))}
+
     def _shape(self, job: Any, error: Any) -> dict[str, Any]:
         """The envelope around ``job`` and ``error``, as JSON-ready data or as the models."""
         return {
@@ -127,6 +138,7 @@ class BaseEvent(BaseModel):
                 "observed_at": self.observed_at,
                 "timeline": dict(self.timeline),
                 "dashboard_url": self.dashboard_url,
+                **self.details(),
                 "job": job,
             },
         }
@@ -211,9 +223,115 @@ class JobCancelled(BaseEvent):
     type: Literal["fine_tuning.job.cancelled"] = "fine_tuning.job.cancelled"
 
 
+class JobProgress(BaseEvent):
+    """``fine_tuning.job.progress``: new ``metrics`` entries in the job's event stream (throttled).
+
+    Carries the latest ``step`` and what the API reported with it; a field the API did not
+    send is None. The id derives from the API's own event id.
+    """
+
+    type: Literal["fine_tuning.job.progress"] = "fine_tuning.job.progress"
+
+    step: int | None = None
+    total_steps: int | None = None
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    train_mean_token_accuracy: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    #: ``step / total_steps`` as a percentage, when both are known.
+    percent: float | None = None
+    #: The job's ``estimated_finish`` (unix seconds) when the metrics were read.
+    estimated_finish: int | None = None
+    #: The id of the API event the metrics came from.
+    api_event_id: str | None = None
+
+
+class JobCheckpointCreated(BaseEvent):
+    """``fine_tuning.job.checkpoint_created``: a new entry in the job's ``/checkpoints``.
+
+    The id derives from the checkpoint's own id.
+    """
+
+    type: Literal["fine_tuning.job.checkpoint_created"] = "fine_tuning.job.checkpoint_created"
+
+    checkpoint_id: str
+    step_number: int | None = None
+    fine_tuned_model_checkpoint: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobMessage(BaseEvent):
+    """``fine_tuning.job.message``: a ``message`` entry of the job's event stream.
+
+    Sent for levels ``warn`` and ``error`` (and ``info`` when the source asks for it). The id
+    derives from the API's own event id.
+    """
+
+    type: Literal["fine_tuning.job.message"] = "fine_tuning.job.message"
+
+    level: str
+    message: str
+    api_event_id: str
+    #: Unix seconds of the API event.
+    api_created_at: float | None = None
+
+
+class JobStalled(BaseEvent):
+    """``fine_tuning.job.stalled``: a job stayed in one status, or without metrics, too long.
+
+    ``reason`` is ``validating_too_long``, ``queued_too_long`` or ``no_progress``; ``since``
+    is when the status began (or the last metrics came); ``threshold`` is in seconds. The id
+    derives from the job, the status, the reason and ``since``: one stall, one id.
+    """
+
+    type: Literal["fine_tuning.job.stalled"] = "fine_tuning.job.stalled"
+
+    reason: str
+    since: float
+    threshold: float
+
+
+class JobUnstalled(BaseEvent):
+    """``fine_tuning.job.unstalled``: a stalled job moved again (or ended).
+
+    Carries the stall's ``reason`` and ``since``, and ``stalled_for``: seconds from when the
+    stall began until it was seen to end.
+    """
+
+    type: Literal["fine_tuning.job.unstalled"] = "fine_tuning.job.unstalled"
+
+    reason: str
+    since: float
+    stalled_for: float
+
+
+class JobEtaChanged(BaseEvent):
+    """``fine_tuning.job.eta_changed``: ``estimated_finish`` moved by more than the thresholds.
+
+    ``shift`` is in seconds, positive when the job will finish later.
+    """
+
+    type: Literal["fine_tuning.job.eta_changed"] = "fine_tuning.job.eta_changed"
+
+    previous_estimated_finish: int | None = None
+    estimated_finish: int | None = None
+    shift: float = 0.0
+
+
 #: Any event, discriminated on ``type``.
 Event = Annotated[
-    JobCreated | JobStatusChanged | JobSucceeded | JobFailed | JobCancelled,
+    JobCreated
+    | JobStatusChanged
+    | JobSucceeded
+    | JobFailed
+    | JobCancelled
+    | JobProgress
+    | JobCheckpointCreated
+    | JobMessage
+    | JobStalled
+    | JobUnstalled
+    | JobEtaChanged,
     Field(discriminator="type"),
 ]
 
@@ -223,7 +341,27 @@ _EVENT_CLASSES: tuple[type[BaseEvent], ...] = (
     JobSucceeded,
     JobFailed,
     JobCancelled,
+    JobProgress,
+    JobCheckpointCreated,
+    JobMessage,
+    JobStalled,
+    JobUnstalled,
+    JobEtaChanged,
 )
+
+#: The types a sink gets only when its ``events`` routing names them in full (not by a glob):
+#: the frequent ones, so that an existing channel routed ``*`` is not flooded.
+OPT_IN_EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        "fine_tuning.job.progress",
+        "fine_tuning.job.checkpoint_created",
+        "fine_tuning.job.eta_changed",
+    }
+)
+
+_BY_TYPE: dict[str, type[BaseEvent]] = {
+    str(cls.model_fields["type"].default): cls for cls in _EVENT_CLASSES
+}
 
 #: Every event type's wire name, in the order of DESIGN.md.
 EVENT_TYPES: tuple[str, ...] = tuple(
@@ -231,6 +369,18 @@ EVENT_TYPES: tuple[str, ...] = tuple(
 )
 
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def _own_fields(cls: type[BaseEvent]) -> tuple[str, ...]:
+    """The fields ``cls`` adds to :class:`BaseEvent`, cached on first use."""
+    own = _OWN_FIELDS.get(cls)
+    if own is None:
+        own = tuple(n for n in cls.model_fields if n not in BaseEvent.model_fields)
+        _OWN_FIELDS[cls] = own
+    return own
+
+
+_OWN_FIELDS: dict[type[BaseEvent], tuple[str, ...]] = {}
 
 
 def event_type_name(cls: type[BaseEvent]) -> str:
@@ -251,8 +401,11 @@ def event_from_envelope(envelope: dict[str, Any] | str | bytes) -> Event:
         wire = envelope.decode() if isinstance(envelope, bytes) else envelope
         data = pydantic_core.from_json(wire)
     body = data["data"]
+    cls = _BY_TYPE.get(data["type"])
+    own = {} if cls is None else {n: body[n] for n in _own_fields(cls) if n in body}
     event = _event_adapter.validate_python(
         {
+            **own,
             "type": data["type"],
             "id": data["id"],
             "source": body["source"],

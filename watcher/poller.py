@@ -40,6 +40,7 @@ from .diff import JobState
 from .errors import APIError, AuthenticationError, MalformedResponse, NotFoundError
 from .events import BaseEvent
 from .models import FineTuningJob
+from .progress import ProgressWatch, in_job_order
 from .snapshots import Fingerprints, JobsRead, diff_jobs
 from .store import StateStore
 
@@ -119,6 +120,8 @@ class SourcePoller:
         self.failed: str | None = None
         self.cycles = 0
         self._on_cycle = on_cycle
+        #: Metrics, checkpoints, messages, stalls and ETA changes of running jobs (issue 8).
+        self.progress = ProgressWatch(config, client, store)
 
     @property
     def name(self) -> str:
@@ -131,6 +134,7 @@ class SourcePoller:
         self.states = self._fingerprints.remember(await self.store.load_states(self.name))
         self.baselined = await self.store.is_baselined(self.name)
         self.gaps = await self.store.gaps(self.name)
+        await self.progress.load()
 
     def poke(self) -> None:
         """Make the loop poll now instead of at the end of its interval."""
@@ -209,6 +213,16 @@ class SourcePoller:
             link=self.config.job_link,
         )
         finishing_baseline = not self.baselined and complete
+        # A job's metrics and checkpoints happened before the status change this cycle saw;
+        # stalls, unstalls and ETA changes follow it.
+        early, late = await self.progress.observe(
+            read.jobs.values(),
+            known=self.states,
+            now=now,
+            baselined=self.baselined or complete,
+            announce_new=announce,
+        )
+        events = in_job_order(early, events, late)
         gaps_moved = gaps != self.gaps
         if changed or events or finishing_baseline or gaps_moved:
             await self.store.commit(
@@ -222,6 +236,7 @@ class SourcePoller:
         else:
             # A commit records the time of the poll itself; `ftwatch status` shows it.
             await self.store.mark_polled(self.name, now=now)
+        await self.progress.save(now)
         self._fingerprints.settle(read, changed, self.states)
         self.gaps = gaps
         if finishing_baseline:

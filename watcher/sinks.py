@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .durations import Duration
 from .errors import ConfigError, PluginError
-from .events import EVENT_TYPES, BaseEvent
+from .events import EVENT_TYPES, OPT_IN_EVENT_TYPES, BaseEvent
 from .logs import redact, register_secret
 
 __all__ = [
@@ -76,7 +76,9 @@ class RetryPolicy(BaseModel):
 class SinkConfig(BaseModel):
     """The keys every ``[[sinks]]`` table has; a plugin subclasses it to add its own.
 
-    ``events`` takes type names or globs (``fine_tuning.job.*``). The job filters (``sources``,
+    ``events`` takes type names or globs (``fine_tuning.job.*``); the opt-in types (progress,
+    checkpoints, ETA changes: :data:`~watcher.events.OPT_IN_EVENT_TYPES`) only when named in
+    full, so a glob never floods a sink with them. The job filters (``sources``,
     ``models``, ``suffixes``, ``metadata``) all have to match when given; an event they filter
     out counts as delivered.
     """
@@ -106,7 +108,7 @@ class SinkConfig(BaseModel):
 
     def wants(self, event: BaseEvent) -> bool:
         """Tell whether this sink's routing keys let ``event`` through."""
-        if not any(fnmatch.fnmatchcase(event.type, p) for p in self.events):
+        if not _routes(event.type, self.events):
             return False
         job = event.job
         if self.sources is not None and not _any_glob(event.source, self.sources):
@@ -120,6 +122,13 @@ class SinkConfig(BaseModel):
             if any(have.get(k) != v for k, v in self.metadata.items()):
                 return False
         return True
+
+
+def _routes(event_type: str, patterns: Iterable[str]) -> bool:
+    """Whether ``patterns`` let ``event_type`` through: opt-in types only by their full name."""
+    if event_type in OPT_IN_EVENT_TYPES:
+        return event_type in patterns
+    return any(fnmatch.fnmatchcase(event_type, p) for p in patterns)
 
 
 def _any_glob(value: str | None, patterns: Iterable[str]) -> bool:

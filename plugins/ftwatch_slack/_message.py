@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from watcher.events import BaseEvent
+from watcher.events import BaseEvent, JobMessage, JobStalled, JobUnstalled
 
 __all__ = [
     "FALLBACK_TEXT_MAX",
@@ -51,6 +51,18 @@ _EMOJI: Final = {
     "fine_tuning.job.succeeded": "✅",
     "fine_tuning.job.failed": "❌",
     "fine_tuning.job.cancelled": "🚫",
+    "fine_tuning.job.stalled": "⏳",
+    "fine_tuning.job.unstalled": "▶️",
+    "fine_tuning.job.message": "⚠️",
+    "fine_tuning.job.progress": "📈",
+    "fine_tuning.job.checkpoint_created": "💾",
+    "fine_tuning.job.eta_changed": "🕒",
+}
+#: How a stall reads, by its reason.
+_STALL_WORDS: Final = {
+    "queued_too_long": "stuck in queue",
+    "validating_too_long": "stuck validating files",
+    "no_progress": "making no progress",
 }
 _DEFAULT_EMOJI: Final = "🔔"
 
@@ -80,6 +92,13 @@ def _title(event: BaseEvent) -> str:
             return "Fine-tuning job failed"
         case "fine_tuning.job.cancelled":
             return "Fine-tuning job cancelled"
+        case "fine_tuning.job.stalled" if isinstance(event, JobStalled):
+            words = _STALL_WORDS.get(event.reason, event.reason.replace("_", " "))
+            return f"Fine-tuning job {words} for {human_duration(event.observed_at - event.since)}"
+        case "fine_tuning.job.unstalled":
+            return "Fine-tuning job moving again"
+        case "fine_tuning.job.message" if isinstance(event, JobMessage):
+            return "Fine-tuning job error" if event.level == "error" else "Fine-tuning job warning"
         case other:
             # A type added later still reads as words rather than a wire name.
             return "Fine-tuning job: " + other.rsplit(".", 1)[-1].replace("_", " ")
@@ -185,6 +204,11 @@ def _fields(event: BaseEvent) -> list[dict[str, Any]]:
     if job.user_provided_suffix:
         fields.append(_field("Suffix", job.user_provided_suffix, _code))
     fields.append(_field("Status", _status_change(event)))
+    if isinstance(event, JobStalled):
+        fields.append(_field("Stalled since", human_duration(event.observed_at - event.since)))
+        fields.append(_field("Threshold", human_duration(event.threshold)))
+    if isinstance(event, JobUnstalled):
+        fields.append(_field("Was stalled for", human_duration(event.stalled_for)))
     if event.type == "fine_tuning.job.succeeded":
         if job.fine_tuned_model:
             fields.append(_field("Fine-tuned model", job.fine_tuned_model, _code))
@@ -209,10 +233,13 @@ def _fields(event: BaseEvent) -> list[dict[str, Any]]:
 
 def _error_section(event: BaseEvent) -> dict[str, Any] | None:
     failure = event.job.failure
-    if event.type != "fine_tuning.job.failed" or failure is None or not failure.message:
+    if isinstance(event, JobMessage) and event.message:
+        head, message = f"*Message ({event.level})*\n", event.message
+    elif event.type != "fine_tuning.job.failed" or failure is None or not failure.message:
         return None
-    head = "*Error message*\n"
-    text = head + _fit(failure.message, SECTION_TEXT_MAX - len(head), _quote)
+    else:
+        head, message = "*Error message*\n", failure.message
+    text = head + _fit(message, SECTION_TEXT_MAX - len(head), _quote)
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
@@ -255,6 +282,10 @@ def fallback_text(event: BaseEvent) -> str:
     elif event.type == "fine_tuning.job.failed" and job.failure is not None:
         failure = job.failure
         line += ": " + ": ".join(p for p in (failure.code, failure.message) if p)
+    elif isinstance(event, JobMessage):
+        line += ": " + event.message
+    elif isinstance(event, JobStalled):
+        line += f" ({job.status})"
     elif event.previous_status is not None and event.previous_status != job.status:
         line += f" ({event.previous_status} → {job.status})"
     return _fit(_one_line(line), FALLBACK_TEXT_MAX, _escape)

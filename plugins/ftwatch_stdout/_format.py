@@ -31,7 +31,35 @@ def _clean(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
+def _progress_detail(event: BaseEvent) -> str | None:
+    """The compact detail of a progress type (None for a lifecycle event)."""
+    fields = event.details()
+    if not fields:
+        return None
+    if event.type == "fine_tuning.job.progress":
+        step, total, loss = fields.get("step"), fields.get("total_steps"), fields.get("train_loss")
+        text = f"step {step}" + (f"/{total}" if total else "")
+        if fields.get("percent") is not None:
+            text += f" ({fields['percent']:g}%)"
+        return text + (f" loss {loss:.4g}" if loss is not None else "")
+    if event.type == "fine_tuning.job.checkpoint_created":
+        return f"step {fields.get('step_number')} {fields.get('fine_tuned_model_checkpoint') or ''}"
+    if event.type == "fine_tuning.job.message":
+        return f"{fields['level']}: {' '.join(str(fields['message']).split())[:_DETAIL_MAX]}"
+    if event.type == "fine_tuning.job.stalled":
+        waited = int(event.observed_at - float(fields["since"])) // 60
+        return f"{fields['reason']} for {waited} min"
+    if event.type == "fine_tuning.job.unstalled":
+        return f"{fields['reason']} over after {int(fields['stalled_for']) // 60} min"
+    if event.type == "fine_tuning.job.eta_changed":
+        return f"ETA moved {float(fields['shift']) / 60:+.0f} min"
+    return None
+
+
 def _detail(event: BaseEvent) -> str:
+    progress = _progress_detail(event)
+    if progress is not None:
+        return progress
     job = event.job
     if event.type == "fine_tuning.job.succeeded" and job.fine_tuned_model:
         return job.fine_tuned_model

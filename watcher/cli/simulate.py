@@ -32,10 +32,16 @@ __all__ = ["demo", "simulate"]
     help="Seeds the simulator's randomness (ids, losses, timings): same seed, same run.",
 )
 @click.option("--demo/--no-demo", default=True, show_default=True, help="Start with demo jobs.")
+@click.option(
+    "--progress/--no-progress",
+    default=False,
+    show_default=True,
+    help="Also add jobs that stall, stop logging metrics, pause, warn and slip their ETA.",
+)
 @click.option("--api-key", envvar="FTWATCH_SIMULATOR_API_KEY", help="Require this bearer key.")
 @errors_to_exit
 def simulate(
-    host: str, port: int, speed: float, seed: int, demo: bool, api_key: str | None
+    host: str, port: int, speed: float, seed: int, demo: bool, progress: bool, api_key: str | None
 ) -> None:
     """Serve a simulated fine-tuning API (OpenAI-compatible) for trying tools against.
 
@@ -44,11 +50,13 @@ def simulate(
     import anyio
 
     from ..clock import ScaledClock
-    from ..simulator import Simulator, demo_scenario, serve_simulator
+    from ..simulator import Simulator, demo_scenario, progress_scenario, serve_simulator
 
     sim = Simulator(ScaledClock(speed), seed=seed, api_key=api_key)
     if demo:
         demo_scenario(sim)
+    if progress:
+        progress_scenario(sim)
 
     async def serve() -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

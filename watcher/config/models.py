@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..durations import Duration
+from ..durations import Duration, parse_duration
 from ..sinks import SinkConfig
 from .redaction import plain
 
@@ -185,6 +185,53 @@ class SourceConfig(BaseModel):
     #: A link template with ``{job_id}``; None picks OpenAI's dashboard for api.openai.com,
     #: and ``""`` turns links off.
     dashboard_url: str | None = None
+    #: Read running jobs' metrics, checkpoints and messages, and watch for stalls and ETA
+    #: changes (the progress event types); false turns all of that off for this source.
+    progress: bool = Field(default=True, strict=True)
+    #: Seconds between two reads of one running job's ``/events`` (separate from polls).
+    progress_interval: Duration = Field(default=60.0, gt=0)
+    #: The progress throttle: ``"10%"`` (whenever the percent moved that much) or a duration
+    #: (``"5m"``: at most one per job that often); the last before a terminal event always goes.
+    progress_every: str = "10%"
+    #: The lowest level of API messages sent as ``fine_tuning.job.message`` (or ``off``).
+    progress_messages: Literal["info", "warn", "error", "off"] = "warn"
+    #: A job ``validating_files`` this long is stalled; None (``"off"`` in the file): never.
+    stall_validating: Duration | None = 3600.0
+    #: A job ``queued`` this long is stalled; None (``"off"``): never.
+    stall_queued: Duration | None = 4 * 3600.0
+    #: A job ``running`` this long without new metrics is stalled; None (``"off"``): never.
+    stall_no_progress: Duration | None = 1800.0
+    #: ``estimated_finish`` must move at least this many seconds for an ``eta_changed`` ...
+    eta_shift: Duration = Field(default=900.0, ge=0)
+    #: ... and at least this fraction of the time that was left.
+    eta_shift_ratio: float = Field(default=0.1, ge=0.0, allow_inf_nan=False)
+
+    @field_validator("stall_validating", "stall_queued", "stall_no_progress", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+            return None
+        return value
+
+    @field_validator("progress_every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        text = value.strip()
+        if text.endswith("%"):
+            try:
+                percent = float(text[:-1])
+            except ValueError:
+                percent = -1.0
+            if not 0 < percent <= 100:
+                raise ValueError("expected a percentage from 0 to 100 such as '10%', or '5m'")
+            return text
+        try:
+            parse_duration(text)
+        except ValueError:
+            raise ValueError(
+                "expected a percentage such as '10%' or a duration such as '5m'"
+            ) from None
+        return text
 
     @field_validator("base_url")
     @classmethod

@@ -19,6 +19,7 @@ from __future__ import annotations
 from .app import Simulator, serve_simulator
 from .faults import EndlessMode, Fault, Faults, MalformedKind
 from .jobs import DEFAULT_MODEL, InvalidJobState, JobNotFound
+from .progress_scenarios import PROGRESS_JOBS, progress_scenario
 from .routing import ROUTE_KINDS, Stats
 from .scenarios import (
     DEMO_DURATION,
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidJobState",
     "JobNotFound",
     "MalformedKind",
+    "PROGRESS_JOBS",
     "ROUTE_KINDS",
     "Simulator",
     "Stats",
@@ -51,5 +53,6 @@ __all__ = [
     "demo_scenario",
     "demo_timeline",
     "demo_transitions",
+    "progress_scenario",
     "serve_simulator",
 ]

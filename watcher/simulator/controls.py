@@ -265,6 +265,24 @@ class JobControls:
         job.force(self.clock.now(), status, fields)
         return job.render(self.clock.now())
 
+    def post_event(
+        self,
+        job_id: str,
+        message: str,
+        *,
+        level: str = "warn",
+        kind: str = "message",
+        data: Mapping[str, Any] | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Add an entry to the job's event stream: a warning, an error, or raw ``metrics``.
+
+        It appears at ``at`` (simulated time; default now). ``data`` goes out as given, so a
+        test can send what a real API might (strings for numbers, missing keys).
+        """
+        when = self.clock.now() if at is None else at
+        self._get(job_id).notes.append((when, level, message, kind, dict(data or {})))
+
     def remove(self, job_id: str) -> None:
         """Forget a job, as if it had been deleted upstream."""
         job = self._jobs.pop(job_id, None)

@@ -126,6 +126,7 @@ class SimJob:
         "metadata",
         "method",
         "model",
+        "notes",
         "org_slug",
         "organization_id",
         "paused_at",
@@ -185,6 +186,8 @@ class SimJob:
         self.paused_at: float | None = None
         self.paused_rest: list[Step] = []
         self.wall = wall
+        #: Entries posted by hand (Simulator.post_event): (at, level, message, type, data).
+        self.notes: list[tuple[float, str, str, str, dict[str, Any]]] = []
 
     def stamp(self, at: float) -> int:
         """The API's timestamp (whole unix seconds, on the wall clock) for simulated time ``at``."""
@@ -325,6 +328,9 @@ class SimJob:
             message = f"Checkpoint created at step {checkpoint['step_number']}"
             event = self._event(f"c{checkpoint['step_number']}", at, "info", message)
             timed.append((at, 1, checkpoint["step_number"], event))
+        for n, (at, level, message, kind, data) in enumerate(self.notes):
+            if at <= now:
+                timed.append((at, 3, n, self._event(f"n{n}", at, level, message, kind, data)))
         timed.sort(key=lambda item: item[:3], reverse=True)
         return [event for *_, event in timed]
 

@@ -206,6 +206,16 @@ class StateStore(Protocol):
         """Record that ``source`` finished a poll cycle at ``now`` (shown by ``ftwatch status``)."""
         ...
 
+    async def load_progress(self, source: str) -> dict[str, dict[str, Any]]:
+        """Every running job's progress track of ``source``: job id -> its JSON data."""
+        ...
+
+    async def save_progress(
+        self, source: str, tracks: Mapping[str, dict[str, Any] | None], *, now: float
+    ) -> None:
+        """Replace the tracks of the jobs in ``tracks``; None forgets that job's track."""
+        ...
+
     # -- the dispatcher ---------------------------------------------------------------------------
 
     async def set_sinks(

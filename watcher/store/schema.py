@@ -134,6 +134,19 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE sources ADD COLUMN polled_at REAL",
         "ALTER TABLE sinks ADD COLUMN disabled TEXT",
     ),
+    (
+        # Issue 8: per running job, where its /events and /checkpoints reads stopped, the
+        # stall announced and the last ETA (watcher.tracking.JobTrack as JSON).
+        """
+        CREATE TABLE progress (
+            source     TEXT NOT NULL,
+            job_id     TEXT NOT NULL,
+            track      TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (source, job_id)
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 #: The schema version this ftwatch writes (``PRAGMA user_version``).

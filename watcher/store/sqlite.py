@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import anyio
 import anyio.abc
@@ -33,7 +33,7 @@ from ..wal import WalCheckpointer
 from . import deliveries, journal
 from . import overview as reads
 from .protocol import DeadLetter, Delivery, Overview, RetiredSink
-from .schema import SCHEMA_VERSION, connect, connect_readonly
+from .schema import SCHEMA_VERSION, connect, connect_readonly, transaction
 
 __all__ = ["SQLiteStore"]
 
@@ -195,6 +195,41 @@ class SQLiteStore(anyio.abc.AsyncResource):
     async def mark_polled(self, source: str, *, now: float) -> None:
         """Record that ``source`` finished a poll cycle at ``now`` (shown by ``ftwatch status``)."""
         await self._run("record a poll", partial(reads.mark_polled, source=source, now=now))
+
+    async def load_progress(self, source: str) -> dict[str, dict[str, Any]]:
+        """Every running job's progress track of ``source``; an unreadable one is forgotten."""
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return conn.execute(
+                "SELECT job_id, track FROM progress WHERE source = ?", (source,)
+            ).fetchall()
+
+        out: dict[str, dict[str, Any]] = {}
+        for job_id, text in await self._run("read the progress tracks", read):
+            with contextlib.suppress(ValueError):
+                data = json.loads(text)
+                if isinstance(data, dict):
+                    out[job_id] = data
+        return out
+
+    async def save_progress(
+        self, source: str, tracks: Mapping[str, dict[str, Any] | None], *, now: float
+    ) -> None:
+        """Replace the tracks of the jobs in ``tracks``; None forgets that job's track."""
+        keep = [(source, j, json.dumps(t), now) for j, t in tracks.items() if t is not None]
+        drop = [(source, j) for j, t in tracks.items() if t is None]
+
+        def write(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.executemany(
+                    "INSERT INTO progress (source, job_id, track, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (source, job_id) DO UPDATE SET track = excluded.track,"
+                    " updated_at = excluded.updated_at",
+                    keep,
+                )
+                conn.executemany("DELETE FROM progress WHERE source = ? AND job_id = ?", drop)
+
+        await self._run("record the progress tracks", write)
 
     # -- deliveries -------------------------------------------------------------------------------
 
