@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from .diff import JobState, diff
 from .events import BaseEvent
+from .known import lean
 from .models import FineTuningJob
 
 __all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint", "lean", "snapshot_mark"]
@@ -73,22 +74,6 @@ def snapshot_mark(job: FineTuningJob) -> int:
     return hash(job.__pydantic_serializer__.to_json(job))
 
 
-def lean(state: JobState) -> JobState:
-    """The state to keep in memory: the job's id, status and creation time, not its snapshot.
-
-    A full snapshot costs kilobytes a job; the diff needs only the status (and paging the
-    creation time). Snapshots live in the store, and every event carries the current one.
-    """
-    job = state.job
-    # Validating three known-good values is faster than model_construct, which fills every
-    # default in Python.
-    kept = FineTuningJob.model_validate(
-        {"id": job.id, "status": job.status, "created_at": job.created_at}
-    )
-    _share_fields_set(kept)
-    return JobState(kept, state.seen, state.since)
-
-
 @dataclass
 class JobsRead:
     """The jobs one cycle read: each id once, the unchanged ones marked, the fingerprints seen."""
@@ -104,6 +89,13 @@ class JobsRead:
     marks: dict[str, int | None] = field(default_factory=dict)
     #: Items dropped as malformed (each one was logged).
     skipped: int = 0
+
+    def clear(self) -> None:
+        """Forget what was read (it is stored): the next pages start a fresh chunk."""
+        self.jobs.clear()
+        self.unchanged.clear()
+        self.fingerprints.clear()
+        self.marks.clear()
 
 
 class Fingerprints:
