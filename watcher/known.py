@@ -19,7 +19,7 @@ from typing import Any, Final, cast
 from .diff import JobState
 from .models import FineTuningJob, is_terminal
 
-__all__ = ["JobIndex", "LeanJob", "lean", "order_key"]
+__all__ = ["JobIndex", "LeanJob", "lean", "lean_state", "order_key"]
 
 #: How many distinct ``seen``/``since`` mappings :func:`lean` shares before it starts afresh.
 _MAX_SHARED: Final = 4096
@@ -90,6 +90,18 @@ def lean(state: JobState) -> JobState:
     kept = LeanJob(job.id, job.status, job.created_at)
     # Typed as a job: a lean state is read only for the three fields a LeanJob has.
     return JobState(cast(FineTuningJob, kept), _shared(state.seen), _shared(state.since))
+
+
+def lean_state(
+    job_id: str,
+    status: str,
+    created_at: int | None,
+    seen: Mapping[str, int],
+    since: Mapping[str, float],
+) -> JobState:
+    """A lean state made from its parts (as the store keeps them), without a snapshot."""
+    kept = LeanJob(job_id, status, created_at)
+    return JobState(cast(FineTuningJob, kept), _shared(seen), _shared(since))
 
 
 def order_key(job: FineTuningJob | LeanJob) -> tuple[int, str]:

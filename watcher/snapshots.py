@@ -108,12 +108,12 @@ class Fingerprints:
         self.marks: dict[str, int] = {}
 
     def remember(self, states: Mapping[str, JobState]) -> dict[str, JobState]:
-        """Take the states loaded from the store: mark their snapshots, return them lean."""
-        out: dict[str, JobState] = {}
-        for job_id, state in states.items():
-            self.marks[job_id] = snapshot_mark(state.job)
-            out[job_id] = lean(state)
-        return out
+        """Take the states loaded from the store, and return them lean.
+
+        Loaded states are lean already, their snapshots unread, so their marks are unknown:
+        a job read in full for the first time after a restart is stored again, once.
+        """
+        return {job_id: lean(state) for job_id, state in states.items()}
 
     def __len__(self) -> int:
         """How many jobs have a fingerprint."""
