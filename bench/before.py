@@ -197,10 +197,54 @@ def paging_is_cheaper(self: Any, seen: Mapping[str, Any], last: Any) -> bool:
     return bool(-(-between // self.config.page_size) < len(unseen))
 
 
+async def load_states(self: Any, source: str) -> dict[str, JobState]:
+    """``SQLiteStore.load_states`` as it was: every stored snapshot parsed into a model."""
+    import anyio.to_thread
+
+    def read(conn: Any) -> list[tuple[str, str, str, str]]:
+        return list(
+            conn.execute(
+                "SELECT job_id, job, seen, since FROM snapshots WHERE source = ?", (source,)
+            ).fetchall()
+        )
+
+    rows = await self._run("read the job snapshots", read)
+
+    def rebuild() -> dict[str, JobState]:
+        return {
+            job_id: JobState(
+                FineTuningJob.model_validate_json(job),
+                {str(k): int(v) for k, v in json.loads(seen).items()},
+                {str(k): float(v) for k, v in json.loads(since).items()},
+            )
+            for job_id, job, seen, since in rows
+        }
+
+    return await anyio.to_thread.run_sync(rebuild)
+
+
+def remember(self: Any, states: Mapping[str, JobState]) -> dict[str, JobState]:
+    """``Fingerprints.remember`` as it was: each loaded snapshot marked, then made lean."""
+    from watcher.snapshots import snapshot_mark
+
+    out: dict[str, JobState] = {}
+    for job_id, state in states.items():
+        self.marks[job_id] = snapshot_mark(state.job)
+        out[job_id] = lean(state)
+    return out
+
+
 def pin_old_poller() -> None:
-    """Make this process's pollers keep their jobs as before: scans, models, a whole baseline."""
+    """Make this process's pollers keep their jobs as before: scans, models, a whole baseline.
+
+    And a restart loads every stored snapshot whole, as it did.
+    """
     import watcher.poller
     import watcher.snapshots
+    import watcher.store.sqlite
+
+    watcher.store.sqlite.SQLiteStore.load_states = load_states  # type: ignore[method-assign]
+    watcher.snapshots.Fingerprints.remember = remember  # type: ignore[method-assign]
 
     poller = watcher.poller.SourcePoller
     init = poller.__init__

@@ -6,7 +6,8 @@ The simulator runs in this process on a real socket, with a mostly finished hist
 20 jobs finished; the 20 running ones are the newest). ``bench/daemon.py run`` runs as a child
 process against it, once as it is now ("new") and once with the poller as it was ("old":
 ``active_jobs`` and the paging estimate scanning every known job each cycle, a pydantic model
-per job, the whole first baseline held until its last page; pinned in ``bench/before.py``).
+per job, the whole first baseline held until its last page, every stored snapshot parsed on
+a restart; pinned in ``bench/before.py``).
 
 For each size and each: requests per steady-state cycle, the daemon's CPU per steady-state
 cycle (from /proc, over many cycles, so the simulator's work is not counted), the first
@@ -96,10 +97,12 @@ async def measure(jobs: int, old: bool, cycles: int, tmp: Path, sim: Simulator, 
     """One daemon on ``jobs`` jobs: its figures as one printed line."""
     sim.stats.reset()
     baseline_pages = -(-jobs // 100)
-    started = time.perf_counter()
     process = await _start(_config(tmp, url, 0.1), old)
     try:
-        # The first list request after the baseline's pages starts the first steady cycle.
+        # From the first list request (the interpreter's start left out) to the first one after
+        # the baseline's pages, which starts the first steady cycle.
+        await _until(sim, 1)
+        started = time.perf_counter()
         await _until(sim, baseline_pages + 1)
         baseline = time.perf_counter() - started
         await _until(sim, baseline_pages + 4)
@@ -129,8 +132,12 @@ async def delay(old: bool, changes: int, tmp: Path, sim: Simulator, url: str) ->
         await _until(sim, 3)  # the first cycle after loading, and two steady ones
         db = sqlite3.connect(f"file:{tmp}/state.db?mode=ro", uri=True)
         try:
-            for job_id in running[:changes]:
-                await anyio.sleep(rng.uniform(0.0, 1.0))
+            for number, job_id in enumerate(running[:changes]):
+                if number % 2:
+                    await anyio.sleep(rng.uniform(0.0, 1.0))
+                else:
+                    # Right after a cycle read its page: the worst case, a whole interval.
+                    await _until(sim, sim.stats["list"] + 1)
                 sim.set_status(job_id, "succeeded")
                 changed = time.perf_counter()
                 query = "SELECT 1 FROM journal WHERE job_id = ? LIMIT 1"
@@ -145,10 +152,12 @@ async def delay(old: bool, changes: int, tmp: Path, sim: Simulator, url: str) ->
     finally:
         process.terminate()
         await process.wait()
+    worst, anytime = delays[0::2], delays[1::2]
     return (
-        f"  {'old' if old else 'new'}  change -> journal: median"
-        f" {statistics.median(delays) * 1000:6.0f} ms, max {max(delays) * 1000:6.0f} ms"
-        f" over {len(delays)} changes (goal: max under 1100 ms); RSS after the restart"
+        f"  {'old' if old else 'new'}  change -> journal (1 s interval): at a random moment"
+        f" median {statistics.median(anytime) * 1000:4.0f} ms; just after a cycle's list"
+        f" request median {statistics.median(worst) * 1000:4.0f} ms, max"
+        f" {max(worst) * 1000:4.0f} ms (goal: under 1100 ms); RSS after the restart"
         f" {rss:.1f} MiB"
     )
 
@@ -168,7 +177,7 @@ async def main() -> None:
                     tmp = Path(name)
                     print(await measure(jobs, old, 40, tmp, sim, url), flush=True)
                     if jobs == sizes[-1]:
-                        print(await delay(old, 10, tmp, sim, url), flush=True)
+                        print(await delay(old, 16, tmp, sim, url), flush=True)
 
 
 if __name__ == "__main__":

@@ -33,17 +33,21 @@ def _scan_active(states: dict[str, JobState], gone: set[str]) -> list[str]:
     st.lists(changes, max_size=12),
     st.sets(st.sampled_from(IDS), max_size=2),
     st.integers(0, 12),
+    st.sampled_from((1, 2, 64)),
 )
 def test_the_kept_index_equals_a_scan_after_any_changes(
-    cycles: list[dict[str, tuple[str, int | None]]], gone: set[str], restart_at: int
+    cycles: list[dict[str, tuple[str, int | None]]], gone: set[str], restart_at: int, batch: int
 ) -> None:
-    """Active jobs and jobs-between counts match a scan of the states, restarts included."""
+    """Active jobs and jobs-between counts match a scan of the states, restarts included.
+
+    ``batch`` small makes updates append their keys unsorted (as a baseline's chunks do).
+    """
     states: dict[str, JobState] = {}
-    index = JobIndex()
+    index = JobIndex(batch=batch)
     for number, cycle in enumerate(cycles):
         if number == restart_at:
             # A restart indexes what was loaded from scratch.
-            index = JobIndex()
+            index = JobIndex(batch=batch)
             index.reset(states)
         changed = {j: _state(j, status, created) for j, (status, created) in cycle.items()}
         index.update(changed, states)

@@ -116,17 +116,28 @@ class JobIndex:
     states before they replace the old ones.
     """
 
-    def __init__(self) -> None:
-        """Start empty."""
+    def __init__(self, *, batch: int = _RESORT_AT) -> None:
+        """Start empty; an update that brings ``batch`` jobs or more defers their sorting."""
+        self._batch = batch
         #: Ids of the jobs not finished, in the order they became active (a dict: ordered).
         self._active: dict[str, None] = {}
-        #: Every known job's :func:`order_key`, sorted.
+        #: Every known job's :func:`order_key`, sorted unless ``_unsorted``.
         self._keys: list[tuple[int, str]] = []
+        #: Set when many keys were appended at once (a baseline's chunk): sorted when next read,
+        #: so a baseline of a hundred chunks is not sorted a hundred times.
+        self._unsorted = False
 
     def reset(self, states: Mapping[str, JobState]) -> None:
         """Index ``states`` from scratch."""
         self._active = {j: None for j, st in states.items() if not st.job.is_terminal}
         self._keys = sorted(order_key(st.job) for st in states.values())
+        self._unsorted = False
+
+    def _sorted(self) -> list[tuple[int, str]]:
+        if self._unsorted:
+            self._keys.sort()  # sorted runs: timsort merges them in about linear time
+            self._unsorted = False
+        return self._keys
 
     def update(self, changed: Mapping[str, JobState], states: Mapping[str, JobState]) -> None:
         """Take ``changed`` into the index; ``states`` still holds the states they replace."""
@@ -140,6 +151,7 @@ class JobIndex:
             else:
                 old = order_key(previous.job)
                 if old != key:
+                    keys = self._sorted()
                     at = bisect.bisect_left(keys, old)
                     if at < len(keys) and keys[at] == old:
                         del keys[at]
@@ -148,9 +160,9 @@ class JobIndex:
                 self._active.pop(job_id, None)
             else:
                 self._active.setdefault(job_id, None)
-        if len(added) >= _RESORT_AT:
+        if self._unsorted or len(added) >= self._batch:
             keys.extend(added)
-            keys.sort()  # mostly sorted runs: timsort merges them in about linear time
+            self._unsorted = True
         else:
             for key in added:
                 bisect.insort(keys, key)
@@ -165,7 +177,7 @@ class JobIndex:
         """How many known jobs have an order key ``k`` with ``low <= k < high``."""
         if high <= low:
             return 0
-        keys = self._keys
+        keys = self._sorted()
         return bisect.bisect_left(keys, high) - bisect.bisect_left(keys, low)
 
     def __len__(self) -> int:

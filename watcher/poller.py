@@ -14,6 +14,15 @@ server whose list never ends (``has_more`` always true, with new ids every page)
 otherwise keep it going forever. At the bound, what was read becomes the baseline, one
 ``baseline_truncated`` warning says so, and polling goes on as usual.
 
+The baseline is stored as it is read, every ``baseline_chunk`` jobs (1,000 by default), so a
+long history is never held in memory at once. One cut off (a kill, a full disk) is redone from
+the top by the next start: the jobs stored already are known by then, so only a real change
+of one of them is an event.
+
+No cycle scans every known job: the jobs that may still change, and the known jobs' order in
+the list, are kept in a :class:`~watcher.known.JobIndex` as states change, so a steady-state
+cycle costs the same over a hundred finished jobs or a hundred thousand.
+
 When more new jobs appear between two cycles than ``max_pages`` pages hold (a long downtime in a
 busy organisation), the cycle stops at the page limit with jobs below it still unread: a gap.
 Its cursor is stored with the cycle's snapshots, and the next cycles spend what is left of their
