@@ -159,3 +159,101 @@ def _terminal(
         job=job,
         timeline=dict(since),
     )
+
+
+# -- the poller's bookkeeping before the job index (bench/growth.py runs a daemon with it) ----
+
+
+def lean(state: JobState) -> JobState:
+    """``watcher.snapshots.lean`` as it was: a three-field pydantic model per job."""
+    job = state.job
+    kept = FineTuningJob.model_validate(
+        {"id": job.id, "status": job.status, "created_at": job.created_at}
+    )
+    return JobState(kept, state.seen, state.since)
+
+
+def active_jobs(self: Any) -> list[str]:
+    """``SourcePoller.active_jobs`` as it was: a scan of every known job."""
+    return [
+        job_id
+        for job_id, st in self.states.items()
+        if not st.job.is_terminal and job_id not in self._gone
+    ]
+
+
+def paging_is_cheaper(self: Any, seen: Mapping[str, Any], last: Any) -> bool:
+    """``SourcePoller._paging_is_cheaper`` as it was: another scan of every known job."""
+
+    def key(job: Any) -> tuple[int, str]:
+        return (job.created_at or 0, job.id)
+
+    unseen = [self.states[j].job for j in self.active_jobs() if j not in seen]
+    if not unseen:
+        return False
+    oldest = min(key(j) for j in unseen)
+    last_key = key(last)
+    between = sum(1 for st in self.states.values() if oldest <= key(st.job) < last_key)
+    return bool(-(-between // self.config.page_size) < len(unseen))
+
+
+async def load_states(self: Any, source: str) -> dict[str, JobState]:
+    """``SQLiteStore.load_states`` as it was: every stored snapshot parsed into a model."""
+    import anyio.to_thread
+
+    def read(conn: Any) -> list[tuple[str, str, str, str]]:
+        return list(
+            conn.execute(
+                "SELECT job_id, job, seen, since FROM snapshots WHERE source = ?", (source,)
+            ).fetchall()
+        )
+
+    rows = await self._run("read the job snapshots", read)
+
+    def rebuild() -> dict[str, JobState]:
+        return {
+            job_id: JobState(
+                FineTuningJob.model_validate_json(job),
+                {str(k): int(v) for k, v in json.loads(seen).items()},
+                {str(k): float(v) for k, v in json.loads(since).items()},
+            )
+            for job_id, job, seen, since in rows
+        }
+
+    return await anyio.to_thread.run_sync(rebuild)
+
+
+def remember(self: Any, states: Mapping[str, JobState]) -> dict[str, JobState]:
+    """``Fingerprints.remember`` as it was: each loaded snapshot marked, then made lean."""
+    from watcher.snapshots import snapshot_mark
+
+    out: dict[str, JobState] = {}
+    for job_id, state in states.items():
+        self.marks[job_id] = snapshot_mark(state.job)
+        out[job_id] = lean(state)
+    return out
+
+
+def pin_old_poller() -> None:
+    """Make this process's pollers keep their jobs as before: scans, models, a whole baseline.
+
+    And a restart loads every stored snapshot whole, as it did.
+    """
+    import watcher.poller
+    import watcher.snapshots
+    import watcher.store.sqlite
+
+    watcher.store.sqlite.SQLiteStore.load_states = load_states  # type: ignore[method-assign]
+    watcher.snapshots.Fingerprints.remember = remember  # type: ignore[method-assign]
+
+    poller = watcher.poller.SourcePoller
+    init = poller.__init__
+
+    def old_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.baseline_chunk = 1 << 62  # the whole baseline held until its last page
+
+    poller.__init__ = old_init  # type: ignore[method-assign]
+    poller.active_jobs = active_jobs  # type: ignore[method-assign]
+    poller._paging_is_cheaper = paging_is_cheaper  # type: ignore[method-assign]
+    watcher.snapshots.lean = lean  # type: ignore[attr-defined]

@@ -112,8 +112,9 @@ def test_skipping_unchanged_objects_gives_the_events_and_states_of_the_full_path
         assert fast.states == full.states
 
 
-def test_an_unchanged_object_is_not_validated_again() -> None:
-    """A job read again from the same object is marked unchanged and keeps its lean state."""
+def test_an_unchanged_active_job_is_handed_on_whole_without_events() -> None:
+    """A job that may still change is validated again (its progress and stall events carry
+    the whole job), and an unchanged one still gives no event and no state to store."""
     raw = {"id": "ftjob-a", "status": "running", "trained_tokens": 5, "created_at": 7}
     prints = Fingerprints()
     states: dict[str, JobState] = {}
@@ -123,13 +124,30 @@ def test_an_unchanged_object_is_not_validated_again() -> None:
         states, first, source="s", now=1.0, announce_new=False, marks=prints.marks
     )
     prints.settle(first, changed, states)
-    kept = states["ftjob-a"].job
-    assert (kept.id, kept.status, kept.created_at, kept.trained_tokens) == (
-        "ftjob-a",
-        "running",
-        7,
-        None,  # the full snapshot is the store's, not memory's
+    again = JobsRead()
+    [job] = prints.read([dict(raw)], states, again, source="s")
+    assert isinstance(job, FineTuningJob) and job.trained_tokens == 5
+    assert diff_jobs(states, again, source="s", now=2.0, announce_new=True, marks=prints.marks) == (
+        {},
+        [],
     )
+
+
+def test_an_unchanged_object_is_not_validated_again() -> None:
+    """A finished job read again from the same object is marked unchanged, keeps its lean state."""
+    raw = {"id": "ftjob-a", "status": "succeeded", "trained_tokens": 5, "created_at": 7}
+    prints = Fingerprints()
+    states: dict[str, JobState] = {}
+    first = JobsRead()
+    prints.read([raw], states, first, source="s")
+    changed, _ = diff_jobs(
+        states, first, source="s", now=1.0, announce_new=False, marks=prints.marks
+    )
+    prints.settle(first, changed, states)
+    kept = states["ftjob-a"].job
+    assert (kept.id, kept.status, kept.created_at) == ("ftjob-a", "succeeded", 7)
+    # The full snapshot is the store's, not memory's.
+    assert not hasattr(kept, "trained_tokens")
 
     again = JobsRead()
     [job] = prints.read([dict(raw)], states, again, source="s")

@@ -15,10 +15,12 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from watcher.diff import JobState, diff
 from watcher.errors import StoreError
 from watcher.events import BaseEvent, JobCreated
+from watcher.known import LeanJob, lean
 from watcher.models import FineTuningJob
 from watcher.store import SCHEMA_VERSION, SQLiteStore, StateStore, Store, job_key
 from watcher.store.lock import exclusive
@@ -101,11 +103,16 @@ async def test_states_round_trip(store: StateStore) -> None:
 
     loaded = await store.load_states(SRC)
 
-    assert loaded == states
-    assert loaded["ftjob-1"].job.model_extra == {"vendor_field": {"x": [1, 2]}}
+    # Loaded lean (id, status, creation time, counts, times); the snapshot is read on demand.
+    assert loaded == {job_id: lean(state) for job_id, state in states.items()}
     assert loaded["ftjob-2"].seen == {"queued>succeeded": 1, "=succeeded": 1}
     assert loaded["ftjob-2"].since == {"queued": T0, "succeeded": T0 + 5}
     assert await store.load_states("other") == {}
+    snapshot = await store.snapshot(SRC, "ftjob-1")
+    assert snapshot == states["ftjob-1"].job
+    assert snapshot is not None and snapshot.model_extra == {"vendor_field": {"x": [1, 2]}}
+    assert await store.snapshot(SRC, "ftjob-3") is None
+    assert await store.snapshot("other", "ftjob-1") is None
 
 
 async def test_later_snapshot_replaces_earlier(store: StateStore) -> None:
@@ -114,7 +121,26 @@ async def test_later_snapshot_replaces_earlier(store: StateStore) -> None:
     newer = state_of("j", "failed", error={"code": "bad", "message": "no"})
     await store.commit(SRC, states={"j": newer}, events=[], now=T0 + 1)
 
-    assert await store.load_states(SRC) == {"j": newer}
+    assert await store.load_states(SRC) == {"j": lean(newer)}
+    assert await store.snapshot(SRC, "j") == newer.job
+
+
+async def test_a_damaged_snapshot_leaves_the_job_known(db: Path) -> None:
+    """A snapshot that is not JSON still loads its job's state; unreadable counts forget it."""
+    async with await Store.open(db) as store:
+        await store.commit(SRC, states={"a": state_of("a"), "b": state_of("b")}, events=[], now=T0)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE snapshots SET job = '{not json' WHERE job_id = 'a'")
+        conn.execute("UPDATE snapshots SET seen = '[1]' WHERE job_id = 'b'")
+    conn.close()
+    async with await Store.open(db) as reopened:
+        with capture_logs() as logs:
+            loaded = await reopened.load_states(SRC)
+            assert await reopened.snapshot(SRC, "a") is None
+    assert list(loaded) == ["a"]
+    assert loaded["a"].job == LeanJob("a", "running", None)
+    assert [e["job_id"] for e in logs if e["event"] == "snapshot_unreadable"] == ["b", "a"]
 
 
 async def test_baseline_flag(store: StateStore) -> None:
@@ -586,7 +612,7 @@ async def test_reopen_after_crash_keeps_everything(db: Path) -> None:
         await first.dead_letter("hook", 1, attempts=2, error="HTTP 400", now=T0)
 
         async with await Store.open(db) as second:
-            assert await second.load_states(SRC) == {"a": state_of("a")}
+            assert await second.load_states(SRC) == {"a": lean(state_of("a"))}
             assert await second.is_baselined(SRC)
             assert [e for _, e in await journal(second)] == [created("a").id]
             assert [d.last_error for d in await second.dead_letters()] == ["HTTP 400"]

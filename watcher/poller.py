@@ -14,6 +14,15 @@ server whose list never ends (``has_more`` always true, with new ids every page)
 otherwise keep it going forever. At the bound, what was read becomes the baseline, one
 ``baseline_truncated`` warning says so, and polling goes on as usual.
 
+The baseline is stored as it is read, every ``baseline_chunk`` jobs (1,000 by default), so a
+long history is never held in memory at once. One cut off (a kill, a full disk) is redone from
+the top by the next start: the jobs stored already are known by then, so only a real change
+of one of them is an event.
+
+No cycle scans every known job: the jobs that may still change, and the known jobs' order in
+the list, are kept in a :class:`~watcher.known.JobIndex` as states change, so a steady-state
+cycle costs the same over a hundred finished jobs or a hundred thousand.
+
 When more new jobs appear between two cycles than ``max_pages`` pages hold (a long downtime in a
 busy organisation), the cycle stops at the page limit with jobs below it still unread: a gap.
 Its cursor is stored with the cycle's snapshots, and the next cycles spend what is left of their
@@ -39,17 +48,20 @@ from .config import SourceConfig
 from .diff import JobState
 from .errors import APIError, AuthenticationError, MalformedResponse, NotFoundError
 from .events import BaseEvent
+from .known import JobIndex, order_key
 from .models import FineTuningJob
 from .progress import ProgressWatch, in_job_order
 from .snapshots import Fingerprints, JobsRead, diff_jobs
 from .store import StateStore
 
-__all__ = ["DEFAULT_MAX_BASELINE_PAGES", "CycleReport", "SourcePoller"]
+__all__ = ["DEFAULT_BASELINE_CHUNK", "DEFAULT_MAX_BASELINE_PAGES", "CycleReport", "SourcePoller"]
 
 log = structlog.get_logger(__name__)
 
 #: How many pages the first baseline reads at most, across its cycles, before it stops there.
 DEFAULT_MAX_BASELINE_PAGES = 1000
+#: How many jobs the first baseline reads before it stores them and lets them go (see the module).
+DEFAULT_BASELINE_CHUNK = 1000
 
 #: Called with the events a cycle journaled, after they are durable.
 Publish = Callable[[Sequence[BaseEvent]], Awaitable[None]]
@@ -70,10 +82,6 @@ class CycleReport:
     truncated: str | None = None
 
 
-def _order_key(job: FineTuningJob) -> tuple[int, str]:
-    return (job.created_at or 0, job.id)
-
-
 class SourcePoller:
     """Polls one source on its own schedule and journals the events its changes mean."""
 
@@ -88,15 +96,19 @@ class SourcePoller:
         rng: random.Random | None = None,
         max_baseline_pages: int = DEFAULT_MAX_BASELINE_PAGES,
         on_cycle: Callable[[CycleReport], None] | None = None,
+        baseline_chunk: int = DEFAULT_BASELINE_CHUNK,
     ) -> None:
         """Set the poller up; nothing is read until :meth:`load` and the first cycle.
 
         ``max_baseline_pages`` bounds the first baseline (see the module): at that many pages
-        read, across cycles, what was read is the baseline. ``on_cycle`` is called with the
-        report of every cycle that succeeded (the metrics' hook).
+        read, across cycles, what was read is the baseline. ``baseline_chunk`` is how many jobs
+        the baseline reads before it stores them (and holds them no longer). ``on_cycle`` is
+        called with the report of every cycle that succeeded (the metrics' hook).
         """
         if max_baseline_pages < 1:
             raise ValueError("max_baseline_pages must be at least 1")
+        if baseline_chunk < 1:
+            raise ValueError("baseline_chunk must be at least 1")
         self.config = config
         self.client = client
         self.store = store
@@ -105,6 +117,9 @@ class SourcePoller:
         self._rng = rng or random.Random()
         self.states: dict[str, JobState] = {}
         self._fingerprints = Fingerprints()
+        #: Which known jobs may still change, kept as they change: no cycle scans every job.
+        self._index = JobIndex()
+        self.baseline_chunk = baseline_chunk
         self.baselined = False
         self._baseline_cursor: str | None = None
         #: The baseline's page bound, and the pages it has read so far (across its cycles).
@@ -132,6 +147,7 @@ class SourcePoller:
         """Read what the store remembers of this source (call once before polling)."""
         # Kept lean (id, status, times): the full snapshots stay in the store.
         self.states = self._fingerprints.remember(await self.store.load_states(self.name))
+        self._index.reset(self.states)
         self.baselined = await self.store.is_baselined(self.name)
         self.gaps = await self.store.gaps(self.name)
         await self.progress.load()
@@ -142,11 +158,7 @@ class SourcePoller:
 
     def active_jobs(self) -> list[str]:
         """Ids of the known jobs that may still change."""
-        return [
-            job_id
-            for job_id, st in self.states.items()
-            if not st.job.is_terminal and job_id not in self._gone
-        ]
+        return self._index.active(self._gone)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -201,6 +213,28 @@ class SourcePoller:
             complete = True
         else:
             complete, gaps = await self._fetch_paged(report, read)
+        await self._record(read, report, complete=complete, gaps=gaps)
+        report.jobs_seen += len(read.jobs)
+        log.debug(
+            "cycle_done",
+            source=self.name,
+            pages=report.pages,
+            retrieves=report.retrieves,
+            events=len(report.events),
+        )
+        if self._on_cycle is not None:
+            self._on_cycle(report)
+        return report
+
+    async def _record(
+        self, read: JobsRead, report: CycleReport, *, complete: bool, gaps: list[str]
+    ) -> None:
+        """Diff what was read, commit it, remember it and publish its events.
+
+        Called once a cycle, and during the first baseline for every chunk read: a chunk stored
+        is held no longer, and a restart redoes the baseline from the top without an event for
+        the jobs stored already (they are known, and unchanged).
+        """
         now = self.clock.now()
         announce = self.baselined or self.config.emit_existing
         changed, events = diff_jobs(
@@ -237,25 +271,15 @@ class SourcePoller:
             # A commit records the time of the poll itself; `ftwatch status` shows it.
             await self.store.mark_polled(self.name, now=now)
         await self.progress.save(now)
+        self._index.update(changed, self.states)
         self._fingerprints.settle(read, changed, self.states)
         self.gaps = gaps
         if finishing_baseline:
             self.baselined = True
             log.info("baseline_recorded", source=self.name, jobs=len(self.states))
-        report.events = events
-        report.jobs_seen = len(read.jobs)
+        report.events.extend(events)
         if events:
             await self._publish(events)
-        log.debug(
-            "cycle_done",
-            source=self.name,
-            pages=report.pages,
-            retrieves=report.retrieves,
-            events=len(events),
-        )
-        if self._on_cycle is not None:
-            self._on_cycle(report)
-        return report
 
     # -- fetching -----------------------------------------------------------------------------
 
@@ -309,6 +333,11 @@ class SourcePoller:
             cursors.add(page.last_id)
             after = page.last_id
             if baseline:
+                if len(seen) >= self.baseline_chunk:
+                    # Store the chunk and let it go: the baseline never holds the whole list.
+                    await self._record(read, report, complete=False, gaps=self.gaps)
+                    report.jobs_seen += len(seen)
+                    read.clear()
                 continue
             if not hit_known:
                 continue  # more new jobs than one page: keep reading until a known one shows
@@ -378,11 +407,10 @@ class SourcePoller:
         unseen = [self.states[j].job for j in self.active_jobs() if j not in seen]
         if not unseen:
             return False
-        oldest = min(_order_key(j) for j in unseen)
-        last_key = _order_key(last)
+        oldest = min(order_key(j) for j in unseen)
         # Every known job between the last one read and the oldest unseen active one is a row
         # we would have to page through (new jobs we do not know yet can only be newer).
-        between = sum(1 for st in self.states.values() if oldest <= _order_key(st.job) < last_key)
+        between = self._index.count_between(oldest, order_key(last))
         pages_needed = math.ceil(between / self.config.page_size)
         return pages_needed < len(unseen)
 

@@ -19,6 +19,7 @@ its commit, or a state newer than the object fingerprinted, must never hide a ch
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 
 from .diff import JobState, diff
 from .events import BaseEvent
+from .known import lean
 from .models import FineTuningJob
 
 __all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint", "lean", "snapshot_mark"]
@@ -73,22 +75,6 @@ def snapshot_mark(job: FineTuningJob) -> int:
     return hash(job.__pydantic_serializer__.to_json(job))
 
 
-def lean(state: JobState) -> JobState:
-    """The state to keep in memory: the job's id, status and creation time, not its snapshot.
-
-    A full snapshot costs kilobytes a job; the diff needs only the status (and paging the
-    creation time). Snapshots live in the store, and every event carries the current one.
-    """
-    job = state.job
-    # Validating three known-good values is faster than model_construct, which fills every
-    # default in Python.
-    kept = FineTuningJob.model_validate(
-        {"id": job.id, "status": job.status, "created_at": job.created_at}
-    )
-    _share_fields_set(kept)
-    return JobState(kept, state.seen, state.since)
-
-
 @dataclass
 class JobsRead:
     """The jobs one cycle read: each id once, the unchanged ones marked, the fingerprints seen."""
@@ -105,6 +91,13 @@ class JobsRead:
     #: Items dropped as malformed (each one was logged).
     skipped: int = 0
 
+    def clear(self) -> None:
+        """Forget what was read (it is stored): the next pages start a fresh chunk."""
+        self.jobs.clear()
+        self.unchanged.clear()
+        self.fingerprints.clear()
+        self.marks.clear()
+
 
 class Fingerprints:
     """The fingerprint of the raw object each known job was last diffed from."""
@@ -116,12 +109,12 @@ class Fingerprints:
         self.marks: dict[str, int] = {}
 
     def remember(self, states: Mapping[str, JobState]) -> dict[str, JobState]:
-        """Take the states loaded from the store: mark their snapshots, return them lean."""
-        out: dict[str, JobState] = {}
-        for job_id, state in states.items():
-            self.marks[job_id] = snapshot_mark(state.job)
-            out[job_id] = lean(state)
-        return out
+        """Take the states loaded from the store, and return them lean.
+
+        Loaded states are lean already, their snapshots unread, so their marks are unknown:
+        a job read in full for the first time after a restart is stored again, once.
+        """
+        return {job_id: lean(state) for job_id, state in states.items()}
 
     def __len__(self) -> int:
         """How many jobs have a fingerprint."""
@@ -157,9 +150,16 @@ class Fingerprints:
                 if mark is not None and known.get(job_id) == mark:
                     state = states.get(job_id)
                     if state is not None:
-                        jobs[job_id] = state.job
+                        held = state.job
+                        if not held.is_terminal:
+                            # Not diffed, but handed on whole: a job that may still change has
+                            # progress and stall events, which carry the job; the few active
+                            # ones cost little next to the finished mass.
+                            with contextlib.suppress(ValidationError):
+                                held = FineTuningJob.model_validate(raw)
+                        jobs[job_id] = held
                         unchanged.add(job_id)
-                        append(state.job)
+                        append(held)
                         continue
             else:
                 mark = None

@@ -13,9 +13,10 @@
   for a retry and dead letters (see :mod:`watcher.store.protocol`).
 
 The modules: :mod:`.protocol` (the interface and its records), :mod:`.schema` (migrations and
-opening the file), :mod:`.journal` (cycles, snapshots, pruning), :mod:`.deliveries` (cursors,
-retries, dead letters), :mod:`.overview` (what ``ftwatch status`` reads), :mod:`.sqlite`
-(the class) and :mod:`.lock` (one daemon per file).
+opening the file), :mod:`.journal` (cycles, snapshots, pruning), :mod:`.states` (the
+jobs' lean states read back, one snapshot on demand), :mod:`.deliveries` (cursors, retries,
+dead letters), :mod:`.overview` (what ``ftwatch status`` reads), :mod:`.sqlite` (the class)
+and :mod:`.lock` (one daemon per file).
 """
 
 from __future__ import annotations

@@ -14,10 +14,9 @@ import structlog
 
 from ..diff import JobState
 from ..events import BaseEvent
-from ..models import FineTuningJob
 from .schema import transaction
 
-__all__ = ["prune", "rebuild_states", "serialise_cycle", "stats", "write_cycle"]
+__all__ = ["prune", "serialise_cycle", "stats", "write_cycle"]
 
 log = structlog.get_logger("watcher.store")
 
@@ -105,23 +104,6 @@ def write_cycle(
                 (source, json.dumps(list(gaps)), now),
             )
     return seqs
-
-
-def rebuild_states(source: str, rows: list[tuple[str, str, str, str]]) -> dict[str, JobState]:
-    """Parse stored snapshots; an unreadable one is logged and forgotten."""
-    states: dict[str, JobState] = {}
-    for job_id, job, seen, since in rows:
-        try:
-            states[job_id] = JobState(
-                job=FineTuningJob.model_validate_json(job),
-                seen={str(k): int(v) for k, v in json.loads(seen).items()},
-                since={str(k): float(v) for k, v in json.loads(since).items()},
-            )
-        except (ValueError, TypeError, AttributeError) as exc:
-            # A snapshot we cannot read is forgotten, never a crash: the job is seen as new
-            # again, and its deterministic `created` id is absorbed by the journal if known.
-            log.warning("snapshot_unreadable", source=source, job_id=job_id, error=str(exc))
-    return states
 
 
 def prune(conn: sqlite3.Connection, older_than: float) -> int:

@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol, Self
 
 from ..diff import JobState
 from ..events import BaseEvent, event_from_envelope
+from ..models import FineTuningJob
 
 __all__ = [
     "ActiveJobRow",
@@ -181,7 +182,16 @@ class StateStore(Protocol):
         ...
 
     async def load_states(self, source: str) -> dict[str, JobState]:
-        """Every job remembered for ``source``: job id -> its last :class:`JobState`."""
+        """Every job remembered for ``source``: job id -> its last :class:`JobState`, lean.
+
+        Lean: each state's job is a :class:`~watcher.known.LeanJob` (id, status, creation
+        time) with the counts and status times, not the snapshot, which :meth:`snapshot`
+        reads. A poller watching 100,000 jobs holds no more than that of each.
+        """
+        ...
+
+    async def snapshot(self, source: str, job_id: str) -> FineTuningJob | None:
+        """The last snapshot stored of one job of ``source``, or None when there is none."""
         ...
 
     async def commit(

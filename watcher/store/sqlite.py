@@ -29,11 +29,13 @@ import anyio.to_thread
 from ..diff import JobState
 from ..errors import StoreError
 from ..events import BaseEvent
+from ..models import FineTuningJob
 from ..wal import WalCheckpointer
 from . import deliveries, journal
 from . import overview as reads
 from .protocol import DeadLetter, Delivery, Overview, RetiredSink
 from .schema import SCHEMA_VERSION, connect, connect_readonly, transaction
+from .states import read_snapshot, read_states
 
 __all__ = ["SQLiteStore"]
 
@@ -145,17 +147,14 @@ class SQLiteStore(anyio.abc.AsyncResource):
         return await self._run("read the catch-up cursors", read)
 
     async def load_states(self, source: str) -> dict[str, JobState]:
-        """Every job remembered for ``source``: job id -> its last :class:`JobState`."""
+        """Every job remembered for ``source``, lean: see the protocol."""
+        # Read row by row in the worker thread: no list of every row is held meanwhile.
+        return await self._run("read the job states", partial(read_states, source=source))
 
-        def read(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
-            return conn.execute(
-                "SELECT job_id, job, seen, since FROM snapshots WHERE source = ?", (source,)
-            ).fetchall()
-
-        rows = await self._run("read the job snapshots", read)
-        # Parsing 10,000 snapshots takes a while: do it off the event loop, without holding the
-        # connection (the limiter) meanwhile.
-        return await anyio.to_thread.run_sync(journal.rebuild_states, source, rows)
+    async def snapshot(self, source: str, job_id: str) -> FineTuningJob | None:
+        """The last snapshot stored of one job of ``source``, or None."""
+        read = partial(read_snapshot, source=source, job_id=job_id)
+        return await self._run("read a job snapshot", read)
 
     async def commit(
         self,
