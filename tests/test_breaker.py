@@ -101,3 +101,33 @@ async def test_a_refusing_receiver_is_probed_once_per_interval_and_spares_the_he
     for request in back.requests:
         per_job[json.loads(request.body)["data"]["id"]].append(request.headers["webhook-id"])
     assert len(per_job) == JOBS and all(len(ids) == 1 for ids in per_job.values())
+
+
+def test_the_circuit_opens_at_the_threshold_probes_once_and_doubles_its_wait_up_to_the_cap() -> (
+    None
+):
+    """Closed -> open after the threshold; one probe per interval; the interval doubles, capped;
+    any answer closes it."""
+    from watcher.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker("down", initial=1.0, maximum=4.0)
+    for i in range(BREAKER_THRESHOLD):
+        ticket = breaker.admit(100.0)
+        assert ticket.go and not ticket.probe
+        assert breaker.no_answer(ticket, 100.0, "refused") == (i == BREAKER_THRESHOLD - 1)
+    assert breaker.holding(100.5)
+    assert breaker.admit(100.5).until == 101.0
+    waits = []
+    now = 101.0
+    for _ in range(4):
+        probe = breaker.admit(now)
+        assert probe.go and probe.probe
+        other = breaker.admit(now)  # while the probe is out, nothing else goes
+        assert not other.go and other.until > now
+        assert breaker.no_answer(probe, now, "refused")
+        waits.append(breaker.open_until - now)
+        now = breaker.open_until
+    assert waits == [2.0, 4.0, 4.0, 4.0]
+    assert breaker.admit(now).probe
+    assert breaker.answered() and breaker.state == "closed"
+    assert breaker.admit(now).go and not breaker.holding(now)
