@@ -131,10 +131,11 @@ async def ours(
 ) -> float:
     """Events/s: journal ``events`` (untimed), then time one SinkWorker delivering them all.
 
-    ``aio``: the sink's httpx clients run on the aiohttp transport (``httpx-aiohttp``).
+    ``aio``: the sink as it is, its httpx clients on aiohttp's transport (``httpx-aiohttp``,
+    the default in watcher.http); otherwise on httpx's own transport, as it was.
     """
     config = hook("hook", url)
-    transport = AiohttpTransport() if aio else None
+    transport = None if aio else httpx.AsyncHTTPTransport()
     async with await Store.open(tmp / f"throughput-{run}-{aio}.db") as store:
         await store.set_sinks(["hook"], now=time.time())
         for start in range(0, len(events), JOBS):
@@ -218,11 +219,11 @@ async def throughput(url: str, tmp: Path) -> None:
     n = len(events)
     print(f"1. throughput, {n} events over {JOBS} jobs, best of {REPEATS} alternating runs")
     for key, label in (
-        ("ours", f"SinkWorker + WebhookSink (concurrency {CONCURRENCY}, on-disk store)"),
+        ("ours", f"SinkWorker + WebhookSink on httpx's transport (concurrency {CONCURRENCY})"),
         ("bare8", f"bare httpx, {CONCURRENCY} tasks on one client"),
         ("bare8h", f"bare httpx, {CONCURRENCY} tasks, same headers as the sink"),
         ("bare1", "bare httpx, sequential"),
-        ("ours_aio", "SinkWorker + WebhookSink on httpx-aiohttp's transport"),
+        ("ours_aio", "SinkWorker + WebhookSink on httpx-aiohttp's transport (default)"),
         ("bare8_aio", f"bare httpx on httpx-aiohttp's transport, {CONCURRENCY} tasks"),
     ):
         runs = ", ".join(f"{x:.0f}" for x in results[key])
