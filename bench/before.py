@@ -3,13 +3,15 @@
 Copied from the tree at d68170c, changed only where noted: the client validated every item
 of every page (``APIClient._page``), the poller diffed and compared every job
 (``SourcePoller._cycle``), ``diff`` looked each event's wire name up on its class, and an
-event's JSON was ``json.dumps`` of its ``envelope()``.
+event's JSON was ``json.dumps`` of its ``envelope()``, and the journal was written with one
+``execute`` per event (``write_cycle``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +28,7 @@ from watcher.events import (
     event_id,
 )
 from watcher.models import FineTuningJob
+from watcher.store.schema import transaction
 
 _Terminal = type[JobSucceeded] | type[JobFailed] | type[JobCancelled]
 _TERMINAL_EVENT: Mapping[str, _Terminal] = MappingProxyType(
@@ -257,3 +260,57 @@ def pin_old_poller() -> None:
     poller.active_jobs = active_jobs  # type: ignore[method-assign]
     poller._paging_is_cheaper = paging_is_cheaper  # type: ignore[method-assign]
     watcher.snapshots.lean = lean  # type: ignore[attr-defined]
+
+
+def serialise_cycle(
+    source: str, states: Sequence[tuple[str, JobState]], events: Sequence[BaseEvent], now: float
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """``watcher.store.journal.serialise_cycle`` with the old event JSON (:func:`to_json`)."""
+    snapshot_rows = [
+        (
+            source,
+            job_id,
+            st.job.status,
+            int(st.job.is_terminal),
+            st.job.model_dump_json(by_alias=True),
+            json.dumps(dict(st.seen), separators=(",", ":")),
+            json.dumps(dict(st.since), separators=(",", ":")),
+            now,
+        )
+        for job_id, st in states
+    ]
+    journal_rows = [
+        (ev.id, ev.type, ev.source, ev.job_id, ev.observed_at, to_json(ev)) for ev in events
+    ]
+    return snapshot_rows, journal_rows
+
+
+def write_cycle(
+    conn: sqlite3.Connection,
+    snapshot_rows: list[tuple[Any, ...]],
+    journal_rows: list[tuple[Any, ...]],
+) -> list[int]:
+    """``watcher.store.journal.write_cycle`` as it was: one ``execute`` per event (no flags)."""
+    with transaction(conn):
+        seqs: list[int] = []
+        for row in journal_rows:
+            cur = conn.execute(
+                "INSERT INTO journal (event_id, type, source, job_id, observed_at, body)"
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6"
+                " WHERE NOT EXISTS (SELECT 1 FROM journal WHERE event_id = ?1)",
+                row,
+            )
+            if cur.rowcount == 1 and cur.lastrowid is not None:
+                seqs.append(cur.lastrowid)
+        if snapshot_rows:
+            conn.executemany(
+                "INSERT INTO snapshots"
+                " (source, job_id, status, terminal, job, seen, since, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (source, job_id) DO UPDATE SET status = excluded.status,"
+                " terminal = excluded.terminal, job = excluded.job,"
+                " seen = excluded.seen, since = excluded.since,"
+                " updated_at = excluded.updated_at",
+                snapshot_rows,
+            )
+    return seqs

@@ -219,3 +219,45 @@ async def test_slack_rate_limiting_is_waited_out_as_slack_asks(tmp_path: Path) -
     first, second = receiver.requests
     assert [status for _, status in receiver.answered] == [429, 200]
     assert first.body == second.body and event.job_id in second.json()["text"]
+
+
+async def test_the_webhook_posts_the_journal_s_bytes_as_stored_and_signs_them(
+    tmp_path: Path,
+) -> None:
+    """The body a receiver gets is the journal row's text byte for byte, never a rebuild of it.
+
+    The stored text is respelt (spaces after the separators, keys in another order) before the
+    delivery: a sink that re-serialised the event would send the canonical spelling instead.
+    """
+    import sqlite3
+
+    from standardwebhooks import Webhook
+
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    sim, _ = _busy_sim()
+    receiver = RecordingReceiver()
+    clock = ManualClock(START)
+    async with serve_asgi(receiver) as url:
+        signed = WebhookConfig.model_validate(_hook("hook", url).model_dump() | {"secret": secret})
+        watcher = Watcher(
+            sources=[SourceConfig(name="sim", base_url="http://sim/v1", emit_existing=True)],
+            sinks=[signed],
+            state_path=tmp_path / "s.db",
+            clock=clock,
+            transport=simulator_transport(sim),
+            autostart=False,
+        )
+        async with watcher:
+            await watcher.poll_once()
+            with sqlite3.connect(tmp_path / "s.db") as db:
+                for seq, body in db.execute("SELECT seq, body FROM journal").fetchall():
+                    respelt = json.dumps(dict(reversed(json.loads(body).items())))
+                    db.execute("UPDATE journal SET body = ? WHERE seq = ?", (respelt, seq))
+            await watcher.flush()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        stored = dict(db.execute("SELECT event_id, body FROM journal").fetchall())
+    assert len(receiver.requests) == len(stored) == 4
+    for request in receiver.requests:
+        assert request.body == stored[request.headers["webhook-id"]].encode()
+        # The signature is over those same bytes: a receiver written for OpenAI verifies it.
+        Webhook(secret).verify(request.body, request.headers)

@@ -370,7 +370,9 @@ async def test_a_failing_sink_reads_its_backlog_once_not_once_per_failure(
 
     def refuse(event: BaseEvent) -> None:
         tried.append(event.job_id)
-        raise SinkUnavailable("connection refused", sink="collect")
+        # An answer (a 503), so that every job is tried: no answer at all would open the
+        # sink's circuit after a few (tests/test_breaker.py).
+        raise SinkUnavailable("HTTP 503", sink="collect", status_code=503)
 
     sink.fail = refuse
     jobs = [events_for(f"ftjob-{i}", ["validating_files", "queued", "running"]) for i in range(20)]

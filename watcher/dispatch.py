@@ -7,7 +7,8 @@ or dead sink delays neither polling nor the other sinks; within a sink, a slow d
 back only its own job's later events. Retries use exponential backoff with
 full jitter; after ``retry.max_attempts`` attempts or ``retry.max_age`` the event becomes a dead
 letter with its last error. A sink that answers "gone" (:class:`SinkDisabled`) stops until the
-daemon restarts; its queue is kept.
+daemon restarts; its queue is kept. A sink whose receiver does not answer at all, attempt after
+attempt, waits as a whole and probes with one delivery (:mod:`watcher.breaker`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import anyio.lowlevel
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .breaker import CircuitBreaker, Outage, release
 from .clock import Clock, SystemClock, sleep_or_wake
 from .errors import SinkDisabled, SinkRejected, SinkUnavailable, StoreError
 from .events import BaseEvent, event_from_envelope
@@ -42,8 +44,6 @@ _WINDOW = 2000
 _RESYNC_EVERY = 60.0
 # How long a stopping worker may spend writing the acknowledgements it still holds.
 _ACK_ON_EXIT = 2.0
-# While a sink fails, how often its state is summed up in one warning (the rest is at debug).
-_SUMMARY_EVERY = 60.0
 
 
 def backoff_delay(
@@ -124,11 +124,14 @@ class SinkWorker:
         self._blocking: set[int] = set()
         self._read_to = 0
         self._cursor = 0  # the cursor last written
-        # One warning per outage: when the sink started failing, how many attempts failed
-        # since, and when the next summary is due.
-        self._failing_since: float | None = None
-        self._failed_attempts = 0
-        self._summary_at = 0.0
+        # One warning per outage, and the circuit that holds the sink back while its
+        # receiver does not answer (watcher.breaker).
+        self._outage = Outage(config.name)
+        policy = config.retry
+        self.breaker = CircuitBreaker(
+            config.name, initial=policy.initial_backoff, maximum=min(policy.max_backoff, 60.0)
+        )
+        self._held: set[str] = set()  # jobs whose head waits for the circuit, not a retry
 
     @property
     def name(self) -> str:
@@ -267,7 +270,9 @@ class SinkWorker:
         if self._unread and self._known < _WINDOW:
             await self._read()
         handed = False
-        while self._ready and self._ready[0][0] <= now:
+        # An open circuit holds the whole sink: nothing is handed out until its probe is due.
+        held = self.breaker.holding(now)
+        while not held and self._ready and self._ready[0][0] <= now:
             _, _, key = heapq.heappop(self._ready)
             chain = list(self._queues.pop(key))
             self._busy_jobs.add(key)
@@ -275,6 +280,8 @@ class SinkWorker:
             send.send_nowait(chain)
             handed = True
         self.next_due = self._ready[0][0] if self._ready else None
+        if held and self.next_due is not None:
+            self.next_due = max(self.next_due, self.breaker.open_until)
         return handed
 
     async def _read(self) -> None:
@@ -362,13 +369,20 @@ class SinkWorker:
             await self._dead(delivery, delivery.attempts, f"unreadable journal entry: {exc}")
             return None
         if self.config.wants(event):  # one filtered out counts as delivered
+            admission = self.breaker.admit(self.clock.now())
+            if not admission.go:  # held in memory: no attempt spent, nothing written
+                self._held.add(delivery.job_key)
+                return dataclasses.replace(delivery, next_attempt_at=admission.until)
+            self._held.discard(delivery.job_key)
             attempts = delivery.attempts + 1
             first = delivery.first_attempt_at or self.clock.now()
             try:
                 await self.sink.send(event)
-                self._recovered()
+                self._answered()
+                self._outage.recovered(self.clock.now())
             # A SinkError's reason: the logs and the dead letter name the sink themselves.
             except SinkRejected as exc:
+                self._answered()
                 await self._dead(delivery, attempts, exc.reason)
                 return None
             except SinkDisabled as exc:
@@ -380,50 +394,28 @@ class SinkWorker:
                 await self.store.disable_sink(self.name, exc.reason, now=self.clock.now())
                 return delivery
             except SinkUnavailable as exc:
+                if exc.status_code is None:  # no answer at all: the circuit counts it
+                    self.breaker.no_answer(admission, self.clock.now(), exc.reason)
+                else:
+                    self._answered()
                 return await self._retry(delivery, attempts, first, exc.reason, exc.retry_after)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
                 # A plugin bug is treated as transient: logged with its traceback, retried.
                 log.exception("sink_raised", sink=self.name, event_id=delivery.event_id)
+                self._answered()  # a plugin bug says nothing about the receiver
                 error = f"{type(exc).__name__}: {exc}"
                 return await self._retry(delivery, attempts, first, error, None)
         self._done.append(delivery.seq)
         self._blocking.discard(delivery.seq)
         return None
 
-    def _failing(self, error: str) -> None:
-        """Count a failed attempt; log when the sink starts failing, then a periodic summary."""
-        now = self.clock.now()
-        self._failed_attempts += 1
-        if self._failing_since is None:
-            self._failing_since = now
-            self._summary_at = now + _SUMMARY_EVERY
-            log.warning("sink_failing", sink=self.name, since=now, error=error)
-        elif now >= self._summary_at:
-            self._summary_at = now + _SUMMARY_EVERY
-            log.warning(
-                "sink_still_failing",
-                sink=self.name,
-                since=self._failing_since,
-                failed_attempts=self._failed_attempts,
-                queued=self._known,
-                waiting_jobs=len(self._ready) + len(self._busy_jobs),
-                error=error,
-            )
-
-    def _recovered(self) -> None:
-        """A delivery went through: end the outage, if there was one, with one line."""
-        if self._failing_since is None:
-            return
-        log.info(
-            "sink_recovered",
-            sink=self.name,
-            failed_attempts=self._failed_attempts,
-            down_for=round(self.clock.now() - self._failing_since, 3),
-        )
-        self._failing_since = None
-        self._failed_attempts = 0
+    def _answered(self) -> None:
+        """The receiver answered: an open circuit closes, and the jobs it held are due now."""
+        if self.breaker.answered():
+            self._ready = release(self._held, self._queues, self._ready, self.clock.now())
+            self._wake.set()
 
     async def _retry(
         self,
@@ -448,7 +440,9 @@ class SinkWorker:
             # Past max_age the event is dead-lettered anyway: one last attempt there at most.
             retry_after=None if retry_after is None else min(retry_after, policy.max_age),
         )
-        self._failing(error)
+        self._outage.failing(
+            now, error, queued=self._known, waiting_jobs=len(self._ready) + len(self._busy_jobs)
+        )
         log.debug(
             "delivery_retry",
             sink=self.name,

@@ -90,14 +90,7 @@ def describe_transport_error(exc: BaseException, peer: str = "the receiver") -> 
     host name"``, ``"timed out waiting for the receiver"``. ``peer`` names who was called, as
     it reads in a sentence (``"the receiver"``, ``"Slack"``).
     """
-    if isinstance(exc, httpx.ConnectTimeout):
-        return f"timed out connecting to {peer}"
-    if isinstance(exc, httpx.WriteTimeout):
-        return f"timed out sending to {peer}"
-    if isinstance(exc, httpx.PoolTimeout):
-        return f"timed out waiting for a free connection to {peer}"
-    if isinstance(exc, TimeoutException | TimeoutError):
-        return f"timed out waiting for {peer}"
+    # The causes first: aiohttp's transport maps a refused connection to a ConnectTimeout.
     for cause in _causes(exc):
         if isinstance(cause, socket.gaierror):
             return f"could not resolve {peer}'s host name"
@@ -111,6 +104,14 @@ def describe_transport_error(exc: BaseException, peer: str = "the receiver") -> 
             return f"the TLS handshake with {peer} failed"
         if isinstance(cause, ConnectionResetError):
             return f"{peer} reset the connection"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"timed out connecting to {peer}"
+    if isinstance(exc, httpx.WriteTimeout):
+        return f"timed out sending to {peer}"
+    if isinstance(exc, httpx.PoolTimeout):
+        return f"timed out waiting for a free connection to {peer}"
+    if isinstance(exc, TimeoutException | TimeoutError):
+        return f"timed out waiting for {peer}"
     if isinstance(exc, httpx.UnsupportedProtocol):
         return f"the URL given for {peer} is not an http or https URL"
     if isinstance(exc, httpx.ProxyError):
@@ -279,6 +280,32 @@ async def fetch(
     return Answer(response.status_code, response.headers, content, truncated)
 
 
+def _aiohttp_transport(verify: Any) -> AsyncBaseTransport:
+    """httpx-aiohttp's transport, with a failure to connect raised as httpx's ConnectError.
+
+    It reports every failure to connect (refused, a bad certificate) as a ConnectTimeout, as
+    aiohttp's connector error is an OSError like TimeoutError; only a real timeout stays one.
+    Imported here, on first use: aiohttp takes a while to import, and most commands never post.
+    """
+    from httpx_aiohttp import AiohttpTransport
+
+    class Transport(AiohttpTransport):
+        async def handle_async_request(self, request: Request) -> Response:
+            try:
+                return await super().handle_async_request(request)
+            except httpx.ConnectTimeout as exc:
+                cause = exc.__cause__
+                if (
+                    cause is None
+                    or isinstance(cause, TimeoutError)
+                    or "Timeout" in type(cause).__name__
+                ):
+                    raise
+                raise ConnectError(str(exc), request=request) from cause
+
+    return Transport(verify=verify)
+
+
 class ClientPerRequest:
     """HTTP clients of one keep-alive connection each, each lent to one request at a time.
 
@@ -333,6 +360,10 @@ class ClientPerRequest:
         # One TLS context for all: loading the CA bundle costs ~15 ms a client otherwise.
         if "verify" not in self._options:
             self._options["verify"] = httpx.create_ssl_context()
+        if self._options.get("transport") is None:
+            # httpx on aiohttp's HTTP/1.1 stack: the same requests, answers and errors, at
+            # about half the CPU per POST (bench/delivery.py); one transport for all clients.
+            self._options["transport"] = _aiohttp_transport(self._options["verify"])
         client = AsyncClient(
             limits=Limits(max_connections=1, max_keepalive_connections=1), **self._options
         )
