@@ -187,7 +187,7 @@ def one_round(receiver: Child, url: str, jobs: int, interval: float, rng: random
 def main() -> None:
     """Print each round's figures, then the medians and the goals."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=0.5)
     args = parser.parse_args()
