@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from urllib.parse import parse_qs, urlsplit
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
@@ -25,6 +26,10 @@ _OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 
 class Receiver(asyncio.Protocol):
     """One connection: parse each request's head and body, answer 200 (late or never)."""
+
+    #: When a list (``bench/e2e_receiver.py`` sets one), each request's arrival is appended to
+    #: it as ``time.monotonic()``, which is system-wide on Linux, so other processes compare.
+    arrivals: list[float] | None = None
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -49,6 +54,8 @@ class Receiver(asyncio.Protocol):
             if len(self.buffer) < end + 4 + length:
                 return
             del self.buffer[: end + 4 + length]
+            if self.arrivals is not None:
+                self.arrivals.append(time.monotonic())
             target = urlsplit(head.split(b" ", 2)[1].decode())
             if target.path == "/hang":
                 continue  # never answered; the client's timeout or disconnect ends it
