@@ -120,6 +120,10 @@ def watch(
 ) -> None:
     """Follow one job until it ends, showing its status and progress.
 
+    On a terminal a live progress bar shows the step, percent, train and valid loss, ETA and
+    time in the status; checkpoints, warn/error messages and stalls are printed above it.
+    Elsewhere one line is printed per status, progress update, checkpoint, message or stall.
+
     Exit code 0 when it succeeded, 1 when it failed, 2 when it was cancelled, 3 when the key
     is refused or the job unknown, 4 when the API stayed unreachable for --give-up-after.
 
