@@ -34,7 +34,7 @@ from .errors import MalformedResponse, RateLimited, ServerError, WatcherError
 from .events import JobStalled, JobUnstalled
 from .http import AsyncBaseTransport
 from .models import FineTuningJob, JobEventRecord
-from .progress import rules_of
+from .progress import read_new_records, rules_of
 from .tracking import JobTrack, Rules, check_stall, note_metrics, note_status, parse_metrics
 
 __all__ = ["FollowGaveUp", "follow_job"]
@@ -58,8 +58,6 @@ class FollowGaveUp(WatcherError):
 
 #: Levels of the job's event stream whose messages are printed (info lines are the API's chatter).
 _SHOWN_LEVELS = {"warn": "yellow", "warning": "yellow", "error": "red"}
-#: Pages of a job's events read at most per poll (100 entries each); older ones are skipped.
-_MAX_EVENT_PAGES = 3
 #: Widest progress bar on a terminal, and the narrowest worth drawing.
 _BAR_MAX, _BAR_MIN = 30, 8
 _STALL_WORDS = {
@@ -189,22 +187,9 @@ def _bar(job: FineTuningJob, seen: _Seen, now: float, width: int) -> Table:
 
 async def _new_records(client: APIClient, job_id: str, seen: _Seen) -> list[JobEventRecord]:
     """The job's events newer than the last one read, oldest first (the first read: one page)."""
-    found: list[JobEventRecord] = []
-    after: str | None = None
-    for _ in range(_MAX_EVENT_PAGES):
-        page = await client.list_job_events(job_id, limit=100, after=after)
-        reached = False
-        for record in page.items:
-            if record.id == seen.last_event_id:
-                reached = True
-                break
-            found.append(record)
-        if reached or not page.has_more or seen.last_event_id is None:
-            break
-        after = page.last_id
+    found, _ = await read_new_records(client, job_id, seen.last_event_id)
     if found:
-        seen.last_event_id = found[0].id
-    found.reverse()
+        seen.last_event_id = found[-1].id
     return found
 
 

@@ -36,7 +36,7 @@ from .tracking import (
     throttle_allows,
 )
 
-__all__ = ["ProgressWatch", "in_job_order", "rules_of"]
+__all__ = ["ProgressWatch", "in_job_order", "read_new_records", "rules_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +76,34 @@ def rules_of(config: SourceConfig) -> Rules:
         eta_shift=config.eta_shift,
         eta_shift_ratio=config.eta_shift_ratio,
     )
+
+
+async def read_new_records(
+    client: APIClient, job_id: str, last_seen: str | None
+) -> tuple[list[JobEventRecord], int]:
+    """A job's events newer than ``last_seen``, oldest first, and how many pages that took.
+
+    Read newest first down to ``last_seen`` (at most :data:`MAX_EVENT_PAGES` pages); with no
+    ``last_seen``, only the first page: a job's history is never read whole. The daemon and
+    ``ftwatch watch`` both read the stream this way.
+    """
+    found: list[JobEventRecord] = []
+    after: str | None = None
+    pages = 0
+    while pages < MAX_EVENT_PAGES:
+        pages += 1
+        page = await client.list_job_events(job_id, limit=100, after=after)
+        reached = False
+        for record in page.items:
+            if record.id == last_seen:
+                reached = True
+                break
+            found.append(record)
+        if reached or not page.has_more or last_seen is None:
+            break
+        after = page.last_id
+    found.reverse()
+    return found, pages
 
 
 class ProgressWatch:
@@ -247,23 +275,10 @@ class ProgressWatch:
 
     async def _new_records(self, job_id: str, track: JobTrack) -> list[JobEventRecord]:
         """The job's events newer than the cursor, oldest first; moves the cursor."""
-        found: list[JobEventRecord] = []
-        after: str | None = None
-        for _ in range(MAX_EVENT_PAGES):
-            self.requests += 1
-            page = await self.client.list_job_events(job_id, limit=100, after=after)
-            reached = False
-            for record in page.items:
-                if record.id == track.last_event_id:
-                    reached = True
-                    break
-                found.append(record)
-            if reached or not page.has_more or track.last_event_id is None:
-                break
-            after = page.last_id
+        found, pages = await read_new_records(self.client, job_id, track.last_event_id)
+        self.requests += pages
         if found:
-            track.last_event_id = found[0].id
-        found.reverse()
+            track.last_event_id = found[-1].id
         return found
 
     async def _checkpoints(
