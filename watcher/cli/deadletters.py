@@ -135,12 +135,23 @@ def _act_on_dead_letters(
         click.echo(f"{n} dead letter(s) {done}")
 
 
+def _selection_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options retry and drop share: the config, and which dead letters to act on."""
+    for option in reversed(
+        (
+            config_option,
+            click.option("--sink", help="Only this sink's dead letters."),
+            click.option("--id", "ids", multiple=True, help="An event id (repeatable)."),
+            click.option("--all", "all_", is_flag=True, help="Every dead letter."),
+            errors_to_exit,
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @deadletters.command("retry")
-@config_option
-@click.option("--sink", help="Only this sink's dead letters.")
-@click.option("--id", "ids", multiple=True, help="An event id (repeatable).")
-@click.option("--all", "all_", is_flag=True, help="Every dead letter.")
-@errors_to_exit
+@_selection_options
 def deadletters_retry(
     config_path: str | None, sink: str | None, ids: tuple[str, ...], all_: bool
 ) -> None:
@@ -158,11 +169,7 @@ def deadletters_retry(
 
 
 @deadletters.command("drop")
-@config_option
-@click.option("--sink", help="Only this sink's dead letters.")
-@click.option("--id", "ids", multiple=True, help="An event id (repeatable).")
-@click.option("--all", "all_", is_flag=True, help="Every dead letter.")
-@errors_to_exit
+@_selection_options
 def deadletters_drop(
     config_path: str | None, sink: str | None, ids: tuple[str, ...], all_: bool
 ) -> None:
