@@ -58,6 +58,7 @@ from .payload import (
     is_plain_id,
     parse_document,
     parse_page,
+    validation_reason,
 )
 from .retry import parse_retry_after, retry_delay
 from .version import __version__
@@ -112,15 +113,6 @@ class _Failure:
     status_code: int | None
     reason: str
     retry_after: float | None = None
-
-
-def _reason(exc: ValidationError) -> str:
-    # Field locations and error kinds only: pydantic's own message quotes the input.
-    parts = []
-    for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        where = ".".join(str(p) for p in err["loc"]) or "item"
-        parts.append(f"{where}: {err['type']}")
-    return "; ".join(parts) or "invalid"
 
 
 class APIClient(AsyncResource):
@@ -461,7 +453,7 @@ class APIClient(AsyncResource):
                 try:
                     item = model.model_validate(raw.value)
                 except ValidationError as exc:
-                    reason = _reason(exc)
+                    reason = validation_reason(exc)
                 else:
                     # An id becomes part of a URL path later: it must be a plain token.
                     if model is FineTuningJob and not is_plain_id(raw.id or ""):

@@ -18,7 +18,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "PayloadError",
@@ -28,6 +31,7 @@ __all__ = [
     "is_plain_id",
     "parse_document",
     "parse_page",
+    "validation_reason",
 ]
 
 _DECODER: Final = json.JSONDecoder()
@@ -286,3 +290,16 @@ def api_error_message(data: bytes) -> str | None:
         message = body.get("message")
         error = message if isinstance(message, str) else None
     return _one_line(error) if error and error.strip() else None
+
+
+def validation_reason(exc: ValidationError) -> str:
+    """Why an item failed validation, as field locations and error kinds only.
+
+    Never the value: pydantic's own message quotes the input, and a job object may hold
+    anything (a secret in its metadata, say).
+    """
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(p) for p in err["loc"]) or "item"
+        parts.append(f"{where}: {err['type']}")
+    return "; ".join(parts) or "invalid"

@@ -32,6 +32,7 @@ from .diff import JobState, diff
 from .events import BaseEvent
 from .known import lean
 from .models import FineTuningJob
+from .payload import validation_reason
 
 __all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint", "lean", "snapshot_mark"]
 
@@ -172,7 +173,7 @@ class Fingerprints:
                     source=source,
                     operation="list_jobs",
                     index=index,
-                    reason=_reason(exc),
+                    reason=validation_reason(exc),
                 )
                 continue
             _share_fields_set(job)
@@ -250,12 +251,3 @@ def diff_jobs(
 
 def _may_emit(previous: JobState | None, job: FineTuningJob) -> bool:
     return previous is None or previous.job.status != job.status
-
-
-def _reason(exc: ValidationError) -> str:
-    # Where and what, never the value: a job object may hold anything.
-    parts = []
-    for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        where = ".".join(str(p) for p in err["loc"]) or "item"
-        parts.append(f"{where}: {err['type']}")
-    return "; ".join(parts) or "invalid"
