@@ -127,6 +127,11 @@ def test_an_unchanged_active_job_is_handed_on_whole_without_events() -> None:
     again = JobsRead()
     [job] = prints.read([dict(raw)], states, again, source="s")
     assert isinstance(job, FineTuningJob) and job.trained_tokens == 5
+    # Without progress reading nothing needs the whole job: it stays lean, like a finished one.
+    prints.whole_active = False
+    [lean_again] = prints.read([dict(raw)], states, JobsRead(), source="s")
+    assert lean_again is states["ftjob-a"].job and not hasattr(lean_again, "trained_tokens")
+    prints.whole_active = True
     assert diff_jobs(states, again, source="s", now=2.0, announce_new=True, marks=prints.marks) == (
         {},
         [],

@@ -116,7 +116,7 @@ class SourcePoller:
         self._publish = publish
         self._rng = rng or random.Random()
         self.states: dict[str, JobState] = {}
-        self._fingerprints = Fingerprints()
+        self._fingerprints = Fingerprints(whole_active=config.progress)
         #: Which known jobs may still change, kept as they change: no cycle scans every job.
         self._index = JobIndex()
         self.baseline_chunk = baseline_chunk

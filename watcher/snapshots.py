@@ -103,8 +103,14 @@ class JobsRead:
 class Fingerprints:
     """The fingerprint of the raw object each known job was last diffed from."""
 
-    def __init__(self) -> None:
-        """Start with none: every job takes the full path once."""
+    def __init__(self, *, whole_active: bool = True) -> None:
+        """Start with none: every job takes the full path once.
+
+        ``whole_active``: hand an unchanged job that may still change on as a whole model
+        (validated again, never diffed), because progress reading builds events that carry
+        it; without progress reading it stays lean like a finished one.
+        """
+        self.whole_active = whole_active
         self._by_id: dict[str, int] = {}
         #: The snapshot mark of each job as stored, to tell whether a diffed job needs storing.
         self.marks: dict[str, int] = {}
@@ -136,7 +142,7 @@ class Fingerprints:
         """
         page: list[FineTuningJob] = []
         # Locals, and the fingerprint inlined: this loop runs for every job of every cycle.
-        known = self._by_id
+        known, whole = self._by_id, self.whole_active
         jobs, unchanged, append = into.jobs, into.unchanged, page.append
         for index, raw in enumerate(items):
             job_id = raw.get("id") if type(raw) is dict else None
@@ -152,7 +158,7 @@ class Fingerprints:
                     state = states.get(job_id)
                     if state is not None:
                         held = state.job
-                        if not held.is_terminal:
+                        if whole and not held.is_terminal:
                             # Not diffed, but handed on whole: a job that may still change has
                             # progress and stall events, which carry the job; the few active
                             # ones cost little next to the finished mass.
