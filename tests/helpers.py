@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 
 from watcher.diff import JobState, diff
@@ -38,3 +39,10 @@ def events_for(
         )
         out.extend(events)
     return out
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now: connecting to it is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

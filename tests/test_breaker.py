@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
+
+from tests.helpers import free_port
 
 from ftwatch_webhook import WebhookConfig
 from watcher import RetryPolicy, SourceConfig, Watcher
@@ -19,13 +20,6 @@ from watcher.testing_receiver import RecordingReceiver
 
 START = 1_750_000_000.0
 JOBS = 30
-
-
-def _refused_port() -> int:
-    """A loopback port nobody listens on: connecting to it is refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _hook(name: str, url: str) -> WebhookConfig:
@@ -57,7 +51,7 @@ async def test_a_refusing_receiver_is_probed_once_per_interval_and_spares_the_he
     for _ in range(JOBS):
         sim.create_job(created_at=START, script=[(0, "running")])
     healthy = RecordingReceiver()
-    port = _refused_port()
+    port = free_port()
     clock = ManualClock(START)
     state = tmp_path / "s.db"
     async with serve_asgi(healthy) as healthy_url:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections import defaultdict
 from pathlib import Path
 
 import anyio
+from tests.helpers import free_port
 
 from ftwatch_webhook import WebhookConfig
 from watcher import RetryPolicy, SourceConfig, Watcher
@@ -18,12 +18,6 @@ from watcher.testing import simulator_transport
 from watcher.testing_receiver import RecordedRequest, RecordingReceiver
 
 START = 1_750_000_000.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _hook(name: str, url: str) -> WebhookConfig:
@@ -115,7 +109,7 @@ async def test_a_dead_receiver_delays_nothing_else_and_catches_up_when_back(
     """One receiver refuses connections throughout; the other stays current; then it catches up."""
     sim, ids = _busy_sim()
     healthy = RecordingReceiver()
-    port = _free_port()
+    port = free_port()
     clock = ManualClock(START)
     async with serve_asgi(healthy) as healthy_url:
         watcher = Watcher(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from tests.helpers import free_port
 
 from watcher.clock import ManualClock
 from watcher.serving import serve_asgi
@@ -27,14 +27,6 @@ PATIENCE = 60.0
 
 #: The simulated jobs: status -> how many. Static: the simulator's clock never moves.
 JOBS = {"running": 2, "queued": 1, "succeeded": 3}
-
-
-def free_port() -> int:
-    """A port free on loopback now (Prometheus takes a fixed one on its command line)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def query(client: httpx.AsyncClient, base: str, promql: str) -> list[dict[str, Any]]:
