@@ -26,9 +26,11 @@ PLUGIN_PACKAGES = ("ftwatch_stdout", "ftwatch_logfile", "ftwatch_webhook", "ftwa
 PUBLIC_MODULES = frozenset(
     {
         "watcher",
+        "watcher.alerts",
         "watcher.durations",
         "watcher.errors",
         "watcher.events",
+        "watcher.facts",
         "watcher.http",
         "watcher.models",
         "watcher.retry",

@@ -27,6 +27,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .alerts import Alert, AlertingConfig, AlertKey
     from .app import Watcher
     from .client import APIClient, Page
     from .clock import Clock, ManualClock, ScaledClock, SystemClock
@@ -80,10 +81,12 @@ if TYPE_CHECKING:
     from .retry import parse_retry_after, retry_delay
     from .sinks import (
         ENTRY_POINT_GROUP,
+        BackgroundSink,
         RetryPolicy,
         Sink,
         SinkBase,
         SinkConfig,
+        SinkContext,
         SinkPlugin,
         available_sinks,
         register_sink,
@@ -98,6 +101,9 @@ if TYPE_CHECKING:
 _WHERE: dict[str, str] = {
     "__version__": "version",
     "Watcher": "app",
+    "Alert": "alerts",
+    "AlertKey": "alerts",
+    "AlertingConfig": "alerts",
     "APIClient": "client",
     "Page": "client",
     "Clock": "clock",
@@ -154,6 +160,8 @@ _WHERE: dict[str, str] = {
     "parse_retry_after": "retry",
     "retry_delay": "retry",
     "ENTRY_POINT_GROUP": "sinks",
+    "BackgroundSink": "sinks",
+    "SinkContext": "sinks",
     "RetryPolicy": "sinks",
     "Sink": "sinks",
     "SinkBase": "sinks",
@@ -201,7 +209,11 @@ sys.modules[__name__].__class__ = _Package
 __all__ = [
     "APIClient",
     "APIError",
+    "Alert",
+    "AlertKey",
+    "AlertingConfig",
     "AuthenticationError",
+    "BackgroundSink",
     "BaseEvent",
     "Clock",
     "Config",
@@ -241,6 +253,7 @@ __all__ = [
     "Sink",
     "SinkBase",
     "SinkConfig",
+    "SinkContext",
     "SinkDisabled",
     "SinkError",
     "SinkPlugin",

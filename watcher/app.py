@@ -35,7 +35,15 @@ from .metrics import Metrics, ObservedSink, ObservedTransport
 from .operations import OperationsApp, Reply, Route, json_reply, standard_routes
 from .poller import SourcePoller
 from .serving import serve_asgi
-from .sinks import Sink, SinkConfig, register_sink_secrets, sink_plugin
+from .sinks import (
+    BackgroundSink,
+    Sink,
+    SinkConfig,
+    SinkContext,
+    register_sink_secrets,
+    sink_plugin,
+    sink_state_dir,
+)
 from .status import gather_status
 from .store import StateStore, Store
 from .store.lock import exclusive
@@ -123,6 +131,7 @@ class Watcher:
         self.clock = clock or SystemClock()
         self._transport = transport
         self._extra_sinks = extra_sinks
+        self._background_sinks: dict[str, BackgroundSink] = {}
         self._autostart = autostart
         self._rng = random.Random(seed)
         self._subscribers: list[Subscription] = []
@@ -197,6 +206,8 @@ class Watcher:
 
         for sink, sink_config in built:
             self._add_worker(sink, sink_config)
+            if isinstance(sink, BackgroundSink):
+                self._background_sinks[sink_config.name] = sink
         for sink in self._extra_sinks:
             own = getattr(sink, "config", None)
             if isinstance(own, SinkConfig):
@@ -208,6 +219,8 @@ class Watcher:
                 sink_config = SinkConfig(name=name, type=type(sink).__name__)
             stack.push_async_callback(sink.aclose)
             self._add_worker(sink, sink_config)
+            if isinstance(sink, BackgroundSink):
+                self._background_sinks[sink_config.name] = sink
         # New sinks start at the end of the journal; sinks no longer configured are retired.
         for retired in await store.set_sinks(list(self.workers), now=self.clock.now()):
             log.warning("sink_retired", sink=retired.name, queued=retired.queued, dead=retired.dead)
@@ -275,6 +288,8 @@ class Watcher:
             self._tg.start_soon(self._run_poller, poller)
         for worker in self.workers.values():
             self._tg.start_soon(worker.run)
+        for name, sink in self._background_sinks.items():
+            self._tg.start_soon(self._run_sink_background, name, sink)
         self._tg.start_soon(self._prune_loop)
 
     def _observed(self, source: str) -> AsyncBaseTransport | None:
@@ -311,6 +326,18 @@ class Watcher:
         if self.pollers and all(p.failed for p in self.pollers.values()):
             log.error("all_sources_failed", sources=list(self.pollers))
             self._stopped.set()
+
+    async def _run_sink_background(self, name: str, sink: BackgroundSink) -> None:
+        """Run a sink's own background work; its failure is logged, deliveries go on."""
+        context = SinkContext(
+            state_dir=sink_state_dir(Path(self.config.state.path), name),
+            now=self.clock.now,
+            sleep=self.clock.sleep,
+        )
+        try:
+            await sink.run(context)
+        except Exception:
+            log.exception("sink_background_failed", sink=name)
 
     async def _prune_loop(self) -> None:
         store = self._require_store()

@@ -23,9 +23,12 @@ dispatcher ignores it, and None is always fine.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+import hashlib
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import structlog
@@ -39,16 +42,19 @@ from .logs import redact, register_secret
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "BackgroundSink",
     "RetryPolicy",
     "Sink",
     "SinkBase",
     "SinkConfig",
+    "SinkContext",
     "SinkPlugin",
     "SinkType",
     "available_sinks",
     "register_sink",
     "register_sink_secrets",
     "sink_plugin",
+    "sink_state_dir",
     "unregister_sink",
 ]
 
@@ -166,6 +172,49 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Release what the sink holds (connections, files)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What the daemon lends a sink that has work of its own besides ``send``.
+
+    Given to :meth:`BackgroundSink.run` once the daemon's state is open.
+    """
+
+    #: A directory for this sink alone, private to the user, kept across restarts: the place
+    #: for what the sink must remember (the alerts it holds open, say).
+    state_dir: Path
+    #: Unix seconds now, on the daemon's clock (tests drive it).
+    now: Callable[[], float]
+    #: Wait on the daemon's clock; use it rather than anyio.sleep so that tests drive the waits.
+    sleep: Callable[[float], Awaitable[None]]
+
+
+def sink_state_dir(state_path: Path, sink_name: str) -> Path:
+    """The directory kept for one sink beside the state file, created private if missing.
+
+    ``ftwatch.db`` and sink ``pager`` give ``ftwatch.db.sinks/pager``; a name with characters a
+    file name should not hold is spelt safely, with a digest so that two names never share one.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", sink_name)
+    if safe != sink_name or safe in {".", ".."}:
+        safe = f"{safe}-{hashlib.sha256(sink_name.encode()).hexdigest()[:12]}"
+    where = state_path.with_name(state_path.name + ".sinks") / safe
+    where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return where
+
+
+@runtime_checkable
+class BackgroundSink(Protocol):
+    """A sink that also works between events (Alertmanager's keep-alive re-posts).
+
+    The daemon runs ``run(context)`` in the background while it runs, and cancels it before
+    calling ``aclose``. ``ftwatch sinks test`` does not run it: a sample needs only ``send``.
+    """
+
+    async def run(self, context: SinkContext) -> None:
+        """Work until cancelled; an exception is logged and the sink's deliveries go on."""
         ...
 
 
