@@ -11,21 +11,13 @@ package.
 from __future__ import annotations
 
 import json
-import queue
-import ssl
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import pytest
-import trustme
 from click.testing import CliRunner
 from pydantic import ValidationError
 from structlog.testing import capture_logs
@@ -45,14 +37,11 @@ from watcher.facts import TEST_MARK
 from watcher.models import FineTuningJob
 from watcher.sinks import sink_plugin
 
-smtpd_controller = pytest.importorskip(
-    "aiosmtpd.controller", reason="the real SMTP server comes from PyPI's aiosmtpd package"
-)
-smtpd = pytest.importorskip("aiosmtpd.smtp", reason="PyPI's aiosmtpd package")
+pytest.importorskip("aiosmtpd", reason="the real SMTP server comes from PyPI's aiosmtpd package")
+
+from smtp_server import PASSWORD, USER, Tls, make_tls, parts, smtp_server
 
 T0 = 1_700_000_000
-USER = "ftwatch@example.test"
-PASSWORD = "pw-Sekrit-4711-hunter2"
 HOSTILE_SUFFIX = "bot\r\nBcc: victim@evil.test\r\n<b>x</b>"
 HOSTILE_ERROR = '<script>alert("x")</script>\r\nBcc: victim@evil.test\n<img src=x onerror=y>'
 
@@ -96,103 +85,10 @@ def _failed(**last: Any) -> BaseEvent:
     return next(e for e in _events(**last) if e.type == "fine_tuning.job.failed")
 
 
-# ---------------------------------------------------------------------------------------------
-# A real SMTP server
-
-
-@dataclass
-class Mailbox:
-    """aiosmtpd's handler: keeps what it accepted, refuses what the test scripted.
-
-    A recipient starting with ``refused`` gets a 550, one starting with ``later`` a 450;
-    ``data_answer`` replaces the answer to DATA (the message is then not kept).
-    """
-
-    received: queue.Queue[tuple[Any, EmailMessage]] = field(default_factory=queue.Queue)
-    data_answer: str | None = None
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        """Refuse the scripted recipients."""
-        if address.startswith("refused"):
-            return "550 5.1.1 <" + address + "> no such user here " + "<b>x</b>" * 60
-        if address.startswith("later"):
-            return "450 4.2.1 mailbox busy, try later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        """Keep the message with its session (TLS? logged in?) unless a test scripted an answer."""
-        if self.data_answer is not None:
-            return self.data_answer
-        parsed = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.received.put((session, parsed))
-        return "250 2.0.0 queued as 42"
-
-    def take(self, timeout: float = 10.0) -> tuple[Any, EmailMessage]:
-        """The next message received, waiting at most ``timeout`` seconds."""
-        return self.received.get(timeout=timeout)
-
-    async def next(self) -> tuple[Any, EmailMessage]:
-        """:meth:`take` without blocking the event loop (for a daemon running meanwhile)."""
-        return await anyio.to_thread.run_sync(self.take)
-
-
-def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
-    ok = (
-        isinstance(auth_data, smtpd.LoginPassword)
-        and auth_data.login == USER.encode()
-        and auth_data.password == PASSWORD.encode()
-    )
-    return smtpd.AuthResult(success=ok, handled=False)
-
-
-@dataclass
-class Tls:
-    """A private CA, its PEM file, and the server side of a certificate it signed."""
-
-    ca_file: Path
-    server: ssl.SSLContext
-
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    """A CA nobody trusts but the tests, and a certificate for 127.0.0.1 and localhost."""
-    ca = trustme.CA()
-    ca_file = tmp_path_factory.mktemp("ca") / "private-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
-    return Tls(ca_file, server)
-
-
-@contextmanager
-def smtp_server(
-    *, starttls: ssl.SSLContext | None = None, implicit: ssl.SSLContext | None = None
-) -> Iterator[tuple[Mailbox, int]]:
-    """aiosmtpd on a free loopback port; logins are checked (and refused without TLS).
-
-    aiosmtpd counts only STARTTLS as TLS for ``auth_require_tls``: with implicit TLS every
-    byte is encrypted anyway, so the check is off there.
-    """
-    box = Mailbox()
-    port = free_port()
-    controller = smtpd_controller.Controller(
-        box,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=starttls,
-        ssl_context=implicit,
-        authenticator=_authenticate,
-        auth_require_tls=implicit is None,
-    )
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()
+    """A private CA, trusted through ca_file, and the server's certificate from it."""
+    return make_tls(tmp_path_factory.mktemp("ca"))
 
 
 def _config(port: int, **keys: Any) -> EmailConfig:
@@ -210,16 +106,6 @@ def _config(port: int, **keys: Any) -> EmailConfig:
 
 def _login(tls: Tls) -> dict[str, Any]:
     return {"ca_file": tls.ca_file, "username": USER, "password": PASSWORD}
-
-
-def _parts(message: EmailMessage) -> tuple[str, str]:
-    """The text and the HTML of a multipart/alternative message."""
-    assert message.get_content_type() == "multipart/alternative"
-    text = message.get_body(("plain",))
-    html = message.get_body(("html",))
-    assert text is not None and html is not None
-    # The wire's CRLF line ends, as a reader's client shows them: one line break each.
-    return text.get_content().replace("\r\n", "\n"), html.get_content().replace("\r\n", "\n")
 
 
 def _assert_no_secret(*texts: str) -> None:
@@ -254,7 +140,7 @@ async def test_a_failed_job_arrives_over_starttls_with_login(tls: Tls) -> None:
     )
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["Date"].datetime.timestamp() == int(event.observed_at)
-    text, html = _parts(message)
+    text, html = parts(message)
     assert "Job:" in text and "ftjob-abc123" in text and "invalid_training_file" in text
     assert "Error message:\nbad line 3" in text
     assert "<code>ftjob-abc123</code>" in html and "<pre" in html and "bad line 3" in html
@@ -311,7 +197,7 @@ async def test_a_hostile_job_can_add_no_header_and_no_markup(tls: Tls) -> None:
     assert message["Bcc"] is None and message["X-Injected"] is None
     assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
     assert len(message["Subject"]) <= 200
-    text, html = _parts(message)
+    text, html = parts(message)
     for raw in ("<script>", "<b>x</b>", "<img"):
         assert raw not in html
     assert "&lt;script&gt;" in html and "&lt;b&gt;x&lt;/b&gt;" in html
@@ -329,7 +215,7 @@ async def test_a_long_summary_makes_a_bounded_subject(tls: Tls) -> None:
     # wire; a client shows the same words.
     shown = " ".join(message["Subject"].split())
     assert len(shown) <= 200 and shown.endswith("…")
-    assert ("word " * 999).strip() in _parts(message)[0]
+    assert ("word " * 999).strip() in parts(message)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,7 +498,7 @@ def test_sinks_test_sends_a_marked_sample(tmp_path: Path, tls: Tls) -> None:
     assert "delivered to sink 'mail'" in out
     _assert_no_secret(out)
     assert message["Subject"].startswith(f"[ftwatch] {TEST_MARK}")
-    text, html = _parts(message)
+    text, html = parts(message)
     assert "This is a test message sent by `ftwatch sinks test`: no job changed." in text
     assert "This is a test message" in html
 
