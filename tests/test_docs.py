@@ -76,7 +76,14 @@ def test_every_key_the_example_documents_exists() -> None:
     config = parse_config(data, path="config.example.toml", environ=environ)
     # Everything was switched on: both sources, and the three commented-out sinks.
     assert [s.name for s in config.sources] == ["openai", "simulator"]
-    assert [s.name for s in config.sinks] == ["audit", "console", "hooks", "ml-alerts", "ml-bot", "mail"]
+    assert [s.name for s in config.sinks] == [
+        "audit",
+        "console",
+        "hooks",
+        "ml-alerts",
+        "ml-bot",
+        "mail",
+    ]
     assert config.sources[0].organization is not None
     assert config.sinks[0].model_dump()["mode"] == "0600"
 

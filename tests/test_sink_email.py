@@ -10,6 +10,7 @@ package.
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+import structlog
 from click.testing import CliRunner
 from pydantic import ValidationError
 from structlog.testing import capture_logs
@@ -533,3 +535,48 @@ def test_sinks_test_says_the_login_was_refused(tmp_path: Path, tls: Tls) -> None
     assert "refused the login (reply 535)" in err
     assert "stop this sink until restarted" in err
     _assert_no_secret(out, err)
+
+
+async def test_the_password_never_reaches_logs_or_errors(tls: Tls) -> None:
+    """Through every kind of outcome, with the daemon's log pipeline at debug level and the
+    sink's secrets registered as the daemon does, no log line and no error holds the password.
+    """
+    from watcher.logs import MASK, configure_logging, redact, reset_logging
+    from watcher.sinks import register_sink_secrets
+
+    stream = io.StringIO()
+    configure_logging("debug", "json", stream=stream)
+    seen: list[str] = []
+    try:
+        with smtp_server(starttls=tls.server) as (box, port):
+            right = _config(port, **_login(tls))
+            register_sink_secrets(right)
+            assert redact(f"pw={PASSWORD}") == f"pw={MASK}"
+            configs = [
+                right,
+                _config(port, **{**_login(tls), "to": ["refused@example.test"]}),
+                _config(port, **{**_login(tls), "to": ["later@example.test"]}),
+                _config(free_port(), **_login(tls)),
+            ]
+            for config in configs:
+                async with EmailSink(config) as sink:
+                    seen.append(repr(sink))
+                    try:
+                        seen.append(await sink.send(_failed()))
+                    except SinkError as exc:
+                        seen += [str(exc), repr(exc)]
+                        structlog.get_logger("watcher.dispatch").error(
+                            "delivery_failed", reason=exc.reason
+                        )
+            wrong = _config(port, **{**_login(tls), "password": PASSWORD + "-not"})
+            register_sink_secrets(wrong)
+            async with EmailSink(wrong) as sink:
+                with pytest.raises(SinkDisabled) as caught:
+                    await sink.send(_failed())
+            seen += [str(caught.value), repr(caught.value)]
+            assert box.take()[1]["To"] == "ml-team@example.test"
+    finally:
+        reset_logging()
+    assert len(seen) == 4 + 1 + 2 * 3 + 2
+    _assert_no_secret(*seen, stream.getvalue())
+    assert "email_unavailable" in stream.getvalue()
