@@ -580,3 +580,28 @@ async def test_the_password_never_reaches_logs_or_errors(tls: Tls) -> None:
     assert len(seen) == 4 + 1 + 2 * 3 + 2
     _assert_no_secret(*seen, stream.getvalue())
     assert "email_unavailable" in stream.getvalue()
+
+
+def test_ids_from_hostile_event_and_job_ids_stay_one_safe_word() -> None:
+    """An event or job id holding brackets, spaces, @ or a line break still gives a valid
+    message id; two ids that read alike once made safe stay different."""
+    event = _failed()
+    odd = event.model_copy(update={"id": "evt <x>@y\r\nBcc: z", "source": "my source"})
+    alike = event.model_copy(update={"id": "evt _x__y__Bcc__z", "source": "my source"})
+    mid, other = message_id(odd), message_id(alike)
+    for made in (mid, other, thread_root(odd)):
+        assert made.startswith("<") and made.endswith("@ftwatch>")
+        assert all(c.isalnum() or c in "<>@._-" for c in made), made
+    assert mid != other
+    assert thread_root(odd).startswith("<ftwatch.my_source-")
+    long = event.model_copy(update={"id": "e" * 1000})
+    assert len(message_id(long)) < 130
+
+
+def test_one_recipient_may_be_written_as_a_string() -> None:
+    """``to = "ml@example.com"`` is one recipient, as ``to = ["ml@example.com"]`` is."""
+    config = _config(25, to="ml@example.test", cc="boss@example.test")
+    assert config.to == ["ml@example.test"] and config.recipients == [
+        "ml@example.test",
+        "boss@example.test",
+    ]

@@ -119,6 +119,12 @@ class EmailConfig(SinkConfig):
     def _sender_is_an_address(cls, value: str) -> str:
         return _address(value)
 
+    @field_validator("to", "cc", mode="before")
+    @classmethod
+    def _one_address_is_a_list(cls, value: object) -> object:
+        # `to = "ml@example.com"` means what it says: one recipient.
+        return [value] if isinstance(value, str) else value
+
     @field_validator("to", "cc")
     @classmethod
     def _recipients_are_addresses(cls, value: list[str]) -> list[str]:

@@ -137,7 +137,7 @@ def html_body(event: BaseEvent, subject_line: str) -> str:
     """The HTML part: the same facts as :func:`plain_body`, every API value escaped."""
     colour = _COLOURS[outcome(event)]
     cell = "padding:2px 12px 2px 0;vertical-align:top;text-align:left"
-    rows = "".join(
+    rows = "\n".join(
         f'<tr><th style="{cell}">{_e(label)}</th><td style="{cell}">'
         + (f"<code>{_e(value)}</code>" if label in CODE_LABELS else _e(value))
         + "</td></tr>"
@@ -153,7 +153,7 @@ def html_body(event: BaseEvent, subject_line: str) -> str:
     ]
     if is_test(event):
         parts.append(f"<p><strong>{_e(TEST_NOTE)}</strong></p>")
-    parts.append(f"<table>{rows}</table>")
+    parts.append(f"<table>\n{rows}\n</table>")
     found = long_text(event)
     if found is not None:
         label, text = found
