@@ -605,3 +605,37 @@ def test_one_recipient_may_be_written_as_a_string() -> None:
         "ml@example.test",
         "boss@example.test",
     ]
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (
+            'ca_file = "certs/missing.pem"',
+            "ca_file {dir}/certs/missing.pem does not exist or is not a file; give the PEM file",
+        ),
+        ('host = "relay.lan"\ntls = "none"', "set allow_plaintext = true to accept that"),
+    ],
+)
+def test_check_refuses_what_the_sink_could_not_use(
+    tmp_path: Path, keys: str, expected: str
+) -> None:
+    """A ca_file that is not there (resolved next to the config file) and plain SMTP to a
+    remote host are one sentence each from `check`, exit 2, the password not in it."""
+    body = "\n".join(
+        line
+        for line in [
+            '[[sinks]]\nname = "mail"\ntype = "email"',
+            'host = "smtp.example.com"' if "host" not in keys else "",
+            keys,
+            f'username = "{USER}"\npassword = "{PASSWORD}"',
+            'from = "a@example.com"\nto = "b@example.com"',
+        ]
+        if line
+    )
+    path = _config_file(tmp_path, body + "\n")
+    code, _, err = _cli("check", "--config", str(path))
+    assert code == 2, err
+    assert expected.format(dir=tmp_path) in err
+    assert len(err.strip().splitlines()) == 1
+    _assert_no_secret(err)
