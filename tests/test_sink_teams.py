@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 from tests.test_cli import _config, _run
+from tests.test_e2e import Env, start_daemon, stop
 from tests.test_sink_slack import T0, _all_events, _failed, _history, _succeeded
 
 from ftwatch_teams import (
@@ -32,6 +34,7 @@ from ftwatch_teams import (
     encode_message,
     neutralise,
 )
+from watcher.clock import ManualClock
 from watcher.errors import SinkDisabled, SinkError, SinkRejected, SinkUnavailable
 from watcher.events import (
     BaseEvent,
@@ -45,6 +48,7 @@ from watcher.events import (
 from watcher.facts import TEST_MARK
 from watcher.models import FineTuningJob
 from watcher.serving import serve_asgi
+from watcher.simulator import Simulator, serve_simulator
 from watcher.sinks import register_sink_secrets, sink_plugin
 from watcher.testing_receiver import RecordedRequest, RecordingReceiver
 
@@ -519,3 +523,94 @@ async def test_the_url_never_reaches_logs_or_errors(
     _assert_no_secret(*seen, repr(logs))
     assert any(entry["event"] == "teams_unavailable" for entry in logs)
     assert any(entry["event"] == "teams_answered" for entry in logs)
+
+
+# ---------------------------------------------------------------------------------------------
+# `ftwatch sinks test` and the daemon, end to end
+
+
+async def test_sinks_test_sends_a_card_marked_as_a_test(
+    tmp_path: Path, workflow: tuple[RecordingReceiver, str]
+) -> None:
+    """`ftwatch sinks test` posts the sample as a valid card that says it is a test, exit 0."""
+    receiver, url = workflow
+    body = f'[[sinks]]\nname = "team"\ntype = "teams"\nurl = "{url}{WORKFLOW_PATH}?sig={SIG}"\n'
+    path = _config(tmp_path, body)
+    code, out, err = await anyio.to_thread.run_sync(
+        _run, "sinks", "test", "team", "--config", str(path)
+    )
+    assert code == 0, err
+    assert re.fullmatch(
+        r"ok: sample event \S+ delivered to sink 'team' in \d+ ms \(HTTP 202\)\n", out
+    )
+    [request] = receiver.requests
+    card = _card_received(request)
+    assert card["body"][0]["text"].startswith(TEST_MARK)
+    assert "a test message, no job changed" in card["body"][-1]["text"]
+    _assert_no_secret(out, err)
+
+
+def _cards(receiver: RecordingReceiver) -> list[dict[str, Any]]:
+    """Every card the receiver acknowledged, in the order they came."""
+    return [
+        _card_of(json.loads(request.body))
+        for request, status in receiver.answered
+        if 200 <= status < 300
+    ]
+
+
+async def _until_card(receiver: RecordingReceiver, job: str, title: str) -> dict[str, Any]:
+    """The first acknowledged card about ``job`` whose title has ``title``, once it came."""
+    with anyio.fail_after(30):
+        while True:
+            for card in _cards(receiver):
+                if _facts(card)["Job"] == job and title in card["body"][0]["text"]:
+                    return card
+            await receiver.wait_for_answers(len(receiver.answered) + 1)
+
+
+async def test_the_daemon_delivers_a_failure_and_a_stall_pair_as_cards(tmp_path: Path) -> None:
+    """Through `ftwatch run`: a job stuck in the queue, moving again, and a job that fails with a
+    hostile error reach a Teams workflow as valid cards, the first one after a 429."""
+    t0 = float(int(time.time()))
+    sim = Simulator(ManualClock(t0), seed=9)
+    stuck = sim.create_job(
+        created_at=t0 - 5 * 3600,
+        script=[(0, "queued"), (5 * 3600 + 60, "running")],
+        train_seconds=100 * 3600,
+    )
+    error = {"code": "invalid_training_file", "message": HOSTILE, "param": "training_file"}
+    doomed = sim.create_job(created_at=t0, script=[(0, "running"), (120, "failed", error)])
+    receiver = RecordingReceiver()
+    receiver.respond(202)
+    receiver.fail_first(1, 429, headers={"Retry-After": "0"})
+    async with serve_simulator(sim, port=0) as sim_url, serve_asgi(receiver) as url:
+        env = Env(sim, receiver, tmp_path / "f.toml", tmp_path / "l", tmp_path / "s.db", tmp_path)
+        env.config.write_text(
+            f'[state]\npath = "{env.state}"\n\n'
+            f'[[sources]]\nname = "sim"\nbase_url = "{sim_url}"\npoll_interval = 0.05\n'
+            'jitter = 0\ntimeout = 1\nprogress_interval = 0.05\nstall_no_progress = "off"\n\n'
+            f'[[sinks]]\nname = "team"\ntype = "teams"\n'
+            f'url = "{url}{WORKFLOW_PATH}?sig={SIG}"\ntimeout = 1\n\n'
+            "[sinks.retry]\ninitial_backoff = 0.02\nmax_backoff = 0.2\n"
+        )
+        daemon = await start_daemon(env)
+        try:
+            stalled = await _until_card(receiver, stuck, "stuck in queue")
+            sim.clock.set(t0 + 61)  # type: ignore[attr-defined]
+            moving = await _until_card(receiver, stuck, "moving again")
+            sim.clock.set(t0 + 121)  # type: ignore[attr-defined]
+            failed = await _until_card(receiver, doomed, "Fine-tuning job failed")
+        finally:
+            assert await stop(daemon) == 0
+    assert receiver.answered[0][1] == 429  # the first card was refused once, then retried
+    for request in receiver.requests:
+        _card_received(request)
+    assert stalled["body"][0]["color"] == "warning"
+    assert moving["body"][0]["color"] == "good"
+    assert failed["body"][0]["color"] == "attention"
+    assert _facts(failed)["Error code"] == "invalid_training_file"
+    assert failed["body"][3]["text"] == neutralise(HOSTILE)
+    contexts = [card["body"][-1]["text"] for card in _cards(receiver)]
+    assert len(set(contexts)) == len(contexts), "a card was delivered twice"
+    _assert_no_secret((tmp_path / "daemon.log").read_text())
