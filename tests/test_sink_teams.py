@@ -269,8 +269,11 @@ def test_text_from_the_api_cannot_link_format_or_inject_dates() -> None:
     assert "**" not in shown.replace("\\*", "")
     assert "{{" not in shown
     assert "\n\\- a list item\n1\\. numbered\n" in shown
-    # Unescaping gives back exactly what the API said: nothing is lost, only made literal.
-    assert re.sub(r"\\(.)", r"\1", shown, flags=re.S).replace("\u200b", "") == HOSTILE
+    # A right-to-left override cannot reorder what follows it.
+    assert "\u202e" not in shown and shown.endswith("😀\ufffd")
+    # Unescaping gives back what the API said: nothing is lost, only made literal.
+    unescaped = re.sub(r"\\(.)", r"\1", shown, flags=re.S).replace("\u200b", "")
+    assert unescaped == HOSTILE.replace("\u202e", "\ufffd")
 
 
 def test_a_huge_message_is_cut_to_fit_with_an_ellipsis() -> None:

@@ -73,15 +73,20 @@ _MARKDOWN = re.compile(r"([\\`*~\[\]]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 #: A list marker at the start of a line: ``- x``, ``+ x``, ``1. x``, ``1) x``.
 _BULLET = re.compile(r"(?m)^([ \t]*)([-+])(?=[ \t])")
 _NUMBERED = re.compile(r"(?m)^([ \t]*\d+)([.)])(?=[ \t])")
+#: Bidirectional overrides and isolates: they can make text read in a different order than it
+#: is written (an error that shows ``exe.txt`` for ``txt.exe``).
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def neutralise(text: str) -> str:
     """``text`` made literal for a TextBlock or a fact value: no link, emphasis, list or date.
 
-    Markdown punctuation is backslash-escaped (CommonMark's escapes, which Teams honours), a
-    list marker at the start of a line is escaped too, and ``{{`` is split with a zero-width
-    space so that ``{{DATE(...)}}`` stays text. Never shortens text (as :func:`fit` needs).
+    Markdown punctuation is backslash-escaped (CommonMark's escapes), a list marker at the start
+    of a line is escaped too, ``{{`` is split with a zero-width space so that ``{{DATE(...)}}``
+    stays text, and bidirectional controls show as U+FFFD. Never shortens text (as
+    :func:`fit` needs).
     """
+    text = _BIDI_CONTROLS.sub("\ufffd", text)
     text = _MARKDOWN.sub(r"\\\1", text)
     text = _BULLET.sub(r"\1\\\2", text)
     text = _NUMBERED.sub(r"\1\\\2", text)
