@@ -788,7 +788,10 @@ def _commented_sink_examples(text: str) -> list[str]:
 
 def test_example_is_valid_with_the_built_in_sinks() -> None:
     """With the built-in plugins installed, the example and its commented sinks all validate."""
-    for name in ("logfile", "stdout", "webhook", "slack"):
+    declared = tomllib.loads((EXAMPLE.parent / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"
+    ]["entry-points"]["ftwatch.sinks"]
+    for name in declared:
         try:
             sink_plugin(name)
         except PluginError:
@@ -800,12 +803,15 @@ def test_example_is_valid_with_the_built_in_sinks() -> None:
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
         "SLACK_BOT_TOKEN": "xoxb-0000-test",
         "SMTP_PASSWORD": "smtp-password",
+        "TEAMS_WORKFLOW_URL": "https://prod-00.westus.logic.azure.com/workflows/x?sig=s",
     }
     text = EXAMPLE.read_text(encoding="utf-8")
     config = load_config(EXAMPLE, environ=environ)
     assert [s.name for s in config.sinks] == ["audit", "console"]
     examples = _commented_sink_examples(text)
-    assert len(examples) == 4
+    # Every built-in sink type is shown: switched on, or as a commented example.
+    shown = {tomllib.loads(b)["sinks"][0]["type"] for b in examples}
+    assert shown | {s.type for s in config.sinks} == set(declared)
     for block in examples:
         extra = tomllib.loads(block)["sinks"]
         data = tomllib.loads(text)

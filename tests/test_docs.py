@@ -72,9 +72,10 @@ def test_every_key_the_example_documents_exists() -> None:
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
         "SLACK_BOT_TOKEN": "xoxb-0000-test",
         "SMTP_PASSWORD": "smtp-password",
+        "TEAMS_WORKFLOW_URL": "https://prod-00.westus.logic.azure.com/workflows/x?sig=s",
     }
     config = parse_config(data, path="config.example.toml", environ=environ)
-    # Everything was switched on: both sources, and the three commented-out sinks.
+    # Everything was switched on: both sources, and the commented-out sinks.
     assert [s.name for s in config.sources] == ["openai", "simulator"]
     assert [s.name for s in config.sinks] == [
         "audit",
@@ -83,6 +84,7 @@ def test_every_key_the_example_documents_exists() -> None:
         "ml-alerts",
         "ml-bot",
         "mail",
+        "ml-team",
     ]
     assert config.sources[0].organization is not None
     assert config.sinks[0].model_dump()["mode"] == "0600"

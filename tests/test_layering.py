@@ -24,6 +24,7 @@ PLUGIN_PACKAGES = (
     "ftwatch_webhook",
     "ftwatch_slack",
     "ftwatch_email",
+    "ftwatch_teams",
 )
 
 #: watcher's public modules: what a plugin (built-in or third-party) may import, each with an
