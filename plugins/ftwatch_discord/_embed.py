@@ -75,6 +75,8 @@ COLOURS: Final[dict[Outcome, int]] = {
 
 #: A value up to this long sits inline, three to a row; a longer one gets a row of its own.
 _INLINE_MAX: Final = 40
+#: The longest label the description starts with (its bold head).
+_LABEL_MAX: Final = 100
 #: What an empty fact shows: Discord refuses an empty field value.
 _EMPTY: Final = "—"
 #: Characters Discord's markdown gives a meaning to (emphasis, code, spoilers, quotes, links,
@@ -116,7 +118,8 @@ def _description(event: BaseEvent) -> _Text:
     if found is None:
         return _Text(summary(event), _escape, DESCRIPTION_MAX)
     label, message = found
-    head = f"**{_escape(label)}**\n"
+    # The label holds the API's level for a message: cut it too, so the head always fits.
+    head = f"**{fit(one_line(label), _LABEL_MAX, _escape)}**\n"
     # An all-blank message would leave only the label: say so rather than show nothing.
     shown = message if message.strip() else _EMPTY
     return _Text(shown, lambda t: head + _escape(t), DESCRIPTION_MAX)
