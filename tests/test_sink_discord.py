@@ -31,9 +31,10 @@ from watcher.diff import diff
 from watcher.errors import SinkDisabled, SinkError, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent, JobMessage, JobStalled
 from watcher.facts import TEST_MARK
+from watcher.logs import MASK, redact, reset_logging
 from watcher.models import FineTuningJob
 from watcher.serving import serve_asgi
-from watcher.sinks import sink_plugin
+from watcher.sinks import register_sink_secrets, sink_plugin
 
 T0 = 1_700_000_000
 HOOK_PATH = f"/api/webhooks/{WEBHOOK_ID}/{TOKEN}"
@@ -276,7 +277,7 @@ def _hostile_events(draw: st.DrawFn) -> list[BaseEvent]:
     return [e.model_copy(update={"dashboard_url": link}) for e in [*events, stall, note]]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_hostile_events())
 def test_hostile_jobs_always_give_an_embed_within_every_limit(events: list[BaseEvent]) -> None:
     """Whatever the API says about a job, the embed obeys every one of Discord's limits."""
@@ -342,6 +343,18 @@ def test_bad_optional_keys_are_explained(keys: dict[str, Any], expected: str) ->
     """username, avatar_url and timeout say what they expect."""
     with pytest.raises(ValidationError, match=expected):
         _config("https://discord.com", **keys)
+
+
+def test_the_daemon_masks_the_webhook_url_in_any_log_line() -> None:
+    """register_sink_secrets (what the daemon and `sinks test` call) masks the URL, query or not."""
+    config = _config("https://discord.com")
+    try:
+        register_sink_secrets(config)
+        text = redact(f"POST {config.url.get_secret_value()}?wait=true failed")
+    finally:
+        reset_logging()
+    assert TOKEN not in text
+    assert text == f"POST {MASK}?wait=true failed"
 
 
 async def test_the_token_stays_out_of_repr_and_dumps() -> None:
