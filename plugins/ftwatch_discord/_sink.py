@@ -57,6 +57,8 @@ log = structlog.get_logger(__name__)
 
 #: The most of Discord's own wording an error quotes.
 _REASON_MAX: Final = 200
+#: How deep a 400's ``errors`` is searched: Discord's own go four or five levels down.
+_ERRORS_DEPTH: Final = 12
 #: Statuses after which no message can get through until someone changes the config.
 _DISABLING: Final = frozenset({401, 403, 404, 410})
 _DISABLED_HINTS: Final = {
@@ -78,7 +80,8 @@ def _post_url(url: str) -> str:
 def _json(answer: Answer) -> Any:
     try:
         return json.loads(answer.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: 4 KiB of "[[[[..." nests deeper than the json module goes.
         return None
 
 
@@ -95,7 +98,7 @@ def _seconds(value: object) -> float | None:
 
 def _first_field_error(errors: object, path: tuple[str, ...] = ()) -> str | None:
     """``embeds.0.fields.3.value: Must be 1024 or fewer in length.`` from a 400's ``errors``."""
-    if not isinstance(errors, dict):
+    if not isinstance(errors, dict) or len(path) > _ERRORS_DEPTH:
         return None
     found = errors.get("_errors")
     if isinstance(found, list) and found and isinstance(found[0], dict):
