@@ -13,6 +13,7 @@ PATH_TOKEN = "T0K3N-in-the-path-4242"
 QUERY_TOKEN = "q-token-5151"
 HEADER_TOKEN = "hdr-token-6363"
 SLACK_API_TOKEN = "slack-api-path-7777"
+DISCORD_TOKEN = "dIsCoRd-t0ken-8989"
 
 CONFIG = f"""\
 [[sources]]
@@ -31,6 +32,11 @@ type = "slack"
 token = "xoxb-1-2"
 channel = "#ml"
 api_url = "https://slack.example.test/{SLACK_API_TOKEN}/api"
+
+[[sinks]]
+name = "chat"
+type = "discord"
+url = "https://discord.com/api/webhooks/123/{DISCORD_TOKEN}?thread_id=9"
 """
 
 
@@ -50,9 +56,11 @@ def test_check_masks_sink_url_paths_and_header_values(tmp_path: Path) -> None:
     for token in (PATH_TOKEN, QUERY_TOKEN, HEADER_TOKEN, SLACK_API_TOKEN, "xoxb-1-2"):
         assert token not in proc.stdout + proc.stderr
     resolved = json.loads(proc.stdout)
-    hooks, bot = resolved["sinks"]
+    hooks, bot = resolved["sinks"][:2]
     assert hooks["url"] == "https://hooks.example.test:8443/********"
     assert hooks["headers"] == {"Authorization": "********", "X-Team": "********"}
     assert bot["api_url"] == "https://slack.example.test/********"
     assert bot["token"] == "********"
+    assert DISCORD_TOKEN not in proc.stdout + proc.stderr
+    assert [s["url"] for s in resolved["sinks"] if s["type"] == "discord"] == ["********"]
     assert resolved["sources"][0]["base_url"] == "http://127.0.0.1:8765/v1"

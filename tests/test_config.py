@@ -804,6 +804,7 @@ def test_example_is_valid_with_the_built_in_sinks() -> None:
         "SLACK_BOT_TOKEN": "xoxb-0000-test",
         "SMTP_PASSWORD": "smtp-password",
         "TEAMS_WORKFLOW_URL": "https://prod-00.westus.logic.azure.com/workflows/x?sig=s",
+        "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/t0ken",
     }
     text = EXAMPLE.read_text(encoding="utf-8")
     config = load_config(EXAMPLE, environ=environ)

@@ -25,6 +25,7 @@ PLUGIN_PACKAGES = (
     "ftwatch_slack",
     "ftwatch_email",
     "ftwatch_teams",
+    "ftwatch_discord",
 )
 
 #: watcher's public modules: what a plugin (built-in or third-party) may import, each with an
