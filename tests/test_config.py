@@ -516,10 +516,12 @@ def test_duplicate_sink_names() -> None:
 
 def test_unknown_sink_type_lists_the_known_ones() -> None:
     """An unknown sink type repeats the registry's message, which lists the known types."""
-    error = config_error({"sources": [source()], "sinks": [{"name": "x", "type": "pagerduty"}]})
+    error = config_error(
+        {"sources": [source()], "sinks": [{"name": "x", "type": "carrier-pigeon"}]}
+    )
     message = str(error)
     assert message.startswith(
-        "ftwatch.toml: sinks[0].type: unknown sink type 'pagerduty'; known types: "
+        "ftwatch.toml: sinks[0].type: unknown sink type 'carrier-pigeon'; known types: "
     )
     assert "testfile" in message
     assert "testhook" in message
