@@ -790,7 +790,7 @@ def _commented_sink_examples(text: str) -> list[str]:
 
 def test_example_is_valid_with_the_built_in_sinks() -> None:
     """With the built-in plugins installed, the example and its commented sinks all validate."""
-    for name in ("logfile", "stdout", "webhook", "slack"):
+    for name in ("logfile", "stdout", "webhook", "slack", "pagerduty"):
         try:
             sink_plugin(name)
         except PluginError:
@@ -801,12 +801,13 @@ def test_example_is_valid_with_the_built_in_sinks() -> None:
         "HOOKS_TOKEN": HEADER_TOKEN,
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
         "SLACK_BOT_TOKEN": "xoxb-0000-test",
+        "PAGERDUTY_ROUTING_KEY": "R0" + "0" * 30,
     }
     text = EXAMPLE.read_text(encoding="utf-8")
     config = load_config(EXAMPLE, environ=environ)
     assert [s.name for s in config.sinks] == ["audit", "console"]
     examples = _commented_sink_examples(text)
-    assert len(examples) == 3
+    assert len(examples) == 4
     for block in examples:
         extra = tomllib.loads(block)["sinks"]
         data = tomllib.loads(text)

@@ -54,12 +54,12 @@ _ERROR_TEXT_MAX: Final = 160
 _REASON_MAX: Final = 600
 
 
-def _alerts(sink: PagerDutyConfig, event: BaseEvent) -> list[Alert]:
+def _alerts(config: PagerDutyConfig, event: BaseEvent) -> list[Alert]:
     if is_test(event):
         # `ftwatch sinks test`: a change event proves the routing key and pages nobody.
         key = AlertKey(event.source, event.job.id, Condition.SUCCEEDED)
         return [Alert(key=key, action=Action.NOTICE, severity="info", event=event)]
-    return sink.alerts_for(event)
+    return config.alerts_for(event)
 
 
 def _request(alert: Alert, config: PagerDutyConfig) -> tuple[str, dict[str, Any]]:
