@@ -309,6 +309,21 @@ async def test_a_replayed_event_or_a_restart_opens_no_second_incident(
     assert app.opened == 1
 
 
+async def test_a_retry_after_a_partial_failure_sends_every_alert_again(
+    pd: tuple[PagerDutyLike, str],
+) -> None:
+    """The resolve went through, the trigger hit a 503: the retry sends both, one incident."""
+    app, url = pd
+    app.script += [(202, {}, b'{"status": "success"}'), (503, {}, b"{}")]
+    async with PagerDutySink(_config(url)) as sink:
+        with pytest.raises(SinkUnavailable):
+            await sink.send(_failed())
+        await sink.send(_failed())
+    actions = [(r.body["event_action"], r.status) for r in app.received]
+    assert actions == [("resolve", 202), ("trigger", 503), ("resolve", 202), ("trigger", 202)]
+    assert app.opened == 1
+
+
 async def test_events_without_alerts_and_notices(pd: tuple[PagerDutyLike, str]) -> None:
     """A created job sends nothing; a success sends a change event only when asked."""
     app, url = pd
