@@ -1,5 +1,5 @@
 """`ftwatch check` prints the resolved config with no token in it: not in a webhook URL's path
-or query, not in a header value, not in a Slack URL."""
+or query, not in a header value, not in a Slack URL, not a PagerDuty routing key."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ QUERY_TOKEN = "q-token-5151"
 HEADER_TOKEN = "hdr-token-6363"
 SLACK_API_TOKEN = "slack-api-path-7777"
 DISCORD_TOKEN = "dIsCoRd-t0ken-8989"
+PAGERDUTY_KEY = "R0utingKeyS3cretS3cretS3cret0042"
 
 CONFIG = f"""\
 [[sources]]
@@ -37,6 +38,11 @@ api_url = "https://slack.example.test/{SLACK_API_TOKEN}/api"
 name = "chat"
 type = "discord"
 url = "https://discord.com/api/webhooks/123/{DISCORD_TOKEN}?thread_id=9"
+
+[[sinks]]
+name = "on-call"
+type = "pagerduty"
+routing_key = "{PAGERDUTY_KEY}"
 """
 
 
@@ -53,10 +59,13 @@ def test_check_masks_sink_url_paths_and_header_values(tmp_path: Path) -> None:
         env={**os.environ, "FTWATCH_STATE_PATH": ""},
     )
     assert proc.returncode == 0, proc.stderr
-    for token in (PATH_TOKEN, QUERY_TOKEN, HEADER_TOKEN, SLACK_API_TOKEN, "xoxb-1-2"):
+    tokens = (PATH_TOKEN, QUERY_TOKEN, HEADER_TOKEN, SLACK_API_TOKEN, "xoxb-1-2", PAGERDUTY_KEY)
+    for token in tokens:
         assert token not in proc.stdout + proc.stderr
     resolved = json.loads(proc.stdout)
-    hooks, bot = resolved["sinks"][:2]
+    hooks, bot, _discord, pager = resolved["sinks"]
+    assert pager["routing_key"] == "********"
+    assert pager["api_url"] == "https://events.pagerduty.com"
     assert hooks["url"] == "https://hooks.example.test:8443/********"
     assert hooks["headers"] == {"Authorization": "********", "X-Team": "********"}
     assert bot["api_url"] == "https://slack.example.test/********"

@@ -516,10 +516,12 @@ def test_duplicate_sink_names() -> None:
 
 def test_unknown_sink_type_lists_the_known_ones() -> None:
     """An unknown sink type repeats the registry's message, which lists the known types."""
-    error = config_error({"sources": [source()], "sinks": [{"name": "x", "type": "pagerduty"}]})
+    error = config_error(
+        {"sources": [source()], "sinks": [{"name": "x", "type": "carrier-pigeon"}]}
+    )
     message = str(error)
     assert message.startswith(
-        "ftwatch.toml: sinks[0].type: unknown sink type 'pagerduty'; known types: "
+        "ftwatch.toml: sinks[0].type: unknown sink type 'carrier-pigeon'; known types: "
     )
     assert "testfile" in message
     assert "testhook" in message
@@ -805,6 +807,7 @@ def test_example_is_valid_with_the_built_in_sinks() -> None:
         "SMTP_PASSWORD": "smtp-password",
         "TEAMS_WORKFLOW_URL": "https://prod-00.westus.logic.azure.com/workflows/x?sig=s",
         "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/t0ken",
+        "PAGERDUTY_ROUTING_KEY": "R0" + "0" * 30,
     }
     text = EXAMPLE.read_text(encoding="utf-8")
     config = load_config(EXAMPLE, environ=environ)

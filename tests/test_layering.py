@@ -26,6 +26,7 @@ PLUGIN_PACKAGES = (
     "ftwatch_email",
     "ftwatch_teams",
     "ftwatch_discord",
+    "ftwatch_pagerduty",
 )
 
 #: watcher's public modules: what a plugin (built-in or third-party) may import, each with an
