@@ -804,7 +804,7 @@ def test_example_is_valid_with_the_built_in_sinks() -> None:
     config = load_config(EXAMPLE, environ=environ)
     assert [s.name for s in config.sinks] == ["audit", "console"]
     examples = _commented_sink_examples(text)
-    assert len(examples) == 3
+    assert len(examples) == 4
     for block in examples:
         extra = tomllib.loads(block)["sinks"]
         data = tomllib.loads(text)

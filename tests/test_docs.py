@@ -73,9 +73,16 @@ def test_every_key_the_example_documents_exists() -> None:
         "SLACK_BOT_TOKEN": "xoxb-0000-test",
     }
     config = parse_config(data, path="config.example.toml", environ=environ)
-    # Everything was switched on: both sources, and the three commented-out sinks.
+    # Everything was switched on: both sources, and the commented-out sinks.
     assert [s.name for s in config.sources] == ["openai", "simulator"]
-    assert [s.name for s in config.sinks] == ["audit", "console", "hooks", "ml-alerts", "ml-bot"]
+    assert [s.name for s in config.sinks] == [
+        "audit",
+        "console",
+        "hooks",
+        "ml-alerts",
+        "ml-bot",
+        "alertmanager",
+    ]
     assert config.sources[0].organization is not None
     assert config.sinks[0].model_dump()["mode"] == "0600"
 

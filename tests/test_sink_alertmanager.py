@@ -517,6 +517,27 @@ def test_config_mistakes_get_one_sentence_and_exit_2(
     assert "Traceback" not in result.stderr and "pw-secret-99" not in result.stderr
 
 
+def test_check_shows_no_credential_nor_url_token(tmp_path: Path) -> None:
+    """`ftwatch check` masks the password, the token and a URL's path and query."""
+    path = tmp_path / "ftwatch.toml"
+    path.write_text(
+        f'[state]\npath = "{tmp_path / "s.db"}"\n\n[[sources]]\nname = "openai"\n'
+        f'api_key = "sk-test-abcdefghijklmnop"\n\n[[sinks]]\nname = "am"\n'
+        f'type = "alertmanager"\nurls = ["http://am-0:9093", "https://am-1/p?token=urltok-77"]\n'
+        f'username = "ftwatch"\npassword = "{PASSWORD}"\n\n[[sinks]]\nname = "am2"\n'
+        f'type = "alertmanager"\nurls = ["http://am:9093"]\nbearer_token = "{TOKEN}"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["check", "--config", str(path)])
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    first, second = shown["sinks"]
+    assert first["urls"] == ["http://am-0:9093", "https://am-1/********"]
+    assert first["password"] == second["bearer_token"] == "********"
+    for secret in (PASSWORD, TOKEN, "urltok-77"):
+        assert secret not in result.stdout + result.stderr
+
+
 def test_the_entry_point_finds_the_sink() -> None:
     """``type = "alertmanager"`` is found through the ftwatch.sinks entry point."""
     plugin = sink_plugin("alertmanager")

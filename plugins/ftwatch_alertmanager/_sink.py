@@ -202,7 +202,11 @@ class AlertmanagerSink(SinkBase):
             await self._save()
         log.info("alertmanager_keepalive_started", sink=self.name, firing=len(self._firing))
         while True:
-            await self.resend()
+            try:
+                await self.resend()
+            except Exception:
+                # A state file that cannot be written this round must not end the keep-alive.
+                log.exception("alertmanager_resend_crashed", sink=self.name)
             self.rounds += 1
             self._round_done.set()
             self._round_done = anyio.Event()
