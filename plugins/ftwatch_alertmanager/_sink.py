@@ -138,13 +138,13 @@ class AlertmanagerSink(SinkBase):
 
         Raises the matching sink error when no Alertmanager accepted the post.
         """
-        now = self._now()
         if is_test(event):
-            return await self._post([test_alert(self.config, event, now)])
+            return await self._post([test_alert(self.config, event, self._now())])
         alerts = self.config.alerts_for(event)
         if not alerts:
             return "no alert"
         async with self._lock:
+            now = self._now()
             bodies: list[dict[str, Any]] = []
             fired: list[Held] = []
             forgot = False
@@ -152,7 +152,7 @@ class AlertmanagerSink(SinkBase):
                 key = str(alert.key)
                 if alert.action is Action.RESOLVE:
                     held = self._firing.pop(key, None)
-                    self._touched.add(key)
+                    self._touch(key)
                     forgot = forgot or held is not None
                     for each in (
                         [held] if held is not None else resolve_variants(self.config, alert)
@@ -179,17 +179,22 @@ class AlertmanagerSink(SinkBase):
             receipt = await self._post(bodies)
             for held in fired:
                 self._firing[held.key] = held
-                self._touched.add(held.key)
+                self._touch(held.key)
             if fired:
                 await self._save()
         log.debug("alertmanager_delivered", sink=self.name, event_id=event.id, alerts=len(bodies))
         return receipt
 
+    def _touch(self, key: str) -> None:
+        # Only until the state file is read: after that, memory is the newest word.
+        if self._context is None:
+            self._touched.add(key)
+
     async def run(self, context: SinkContext) -> None:
         """Load the held alerts, then post them again every ``resend_interval`` until cancelled.
 
         The first post is at once: an Alertmanager that restarted while the daemon was down
-        learns of them again. A failed ``failed`` alert ends ``failed_resolve_after`` after its
+        learns of them again. A ``failed`` alert ends ``failed_resolve_after`` after its
         job's end, when the sink posts its resolve and forgets it.
         """
         async with self._lock:
@@ -199,6 +204,7 @@ class AlertmanagerSink(SinkBase):
             for key, held in stored.items():
                 if key not in self._touched:
                     self._firing[key] = held
+            self._touched.clear()
             await self._save()
         log.info("alertmanager_keepalive_started", sink=self.name, firing=len(self._firing))
         while True:
