@@ -27,6 +27,7 @@ PLUGIN_PACKAGES = (
     "ftwatch_teams",
     "ftwatch_discord",
     "ftwatch_pagerduty",
+    "ftwatch_alertmanager",
 )
 
 #: watcher's public modules: what a plugin (built-in or third-party) may import, each with an
