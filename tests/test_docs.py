@@ -71,11 +71,19 @@ def test_every_key_the_example_documents_exists() -> None:
         "HOOKS_TOKEN": "t",
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
         "SLACK_BOT_TOKEN": "xoxb-0000-test",
+        "TELEGRAM_BOT_TOKEN": "123456789:ABCdefGhIJKlmnOPqrstUVwxyz123456789",
     }
     config = parse_config(data, path="config.example.toml", environ=environ)
     # Everything was switched on: both sources, and the three commented-out sinks.
     assert [s.name for s in config.sources] == ["openai", "simulator"]
-    assert [s.name for s in config.sinks] == ["audit", "console", "hooks", "ml-alerts", "ml-bot"]
+    assert [s.name for s in config.sinks] == [
+        "audit",
+        "console",
+        "hooks",
+        "ml-alerts",
+        "ml-bot",
+        "phone",
+    ]
     assert config.sources[0].organization is not None
     assert config.sinks[0].model_dump()["mode"] == "0600"
 

@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PLUGIN_PACKAGES = ("ftwatch_stdout", "ftwatch_logfile", "ftwatch_webhook", "ftwatch_slack")
+PLUGIN_PACKAGES = (
+    "ftwatch_stdout",
+    "ftwatch_logfile",
+    "ftwatch_webhook",
+    "ftwatch_slack",
+    "ftwatch_apprise",
+)
 
 #: watcher's public modules: what a plugin (built-in or third-party) may import, each with an
 #: ``__all__`` that is its API. Everything else in watcher is private to the package and may

@@ -144,13 +144,18 @@ def _any_glob(value: str | None, patterns: Iterable[str]) -> bool:
 def register_sink_secrets(config: SinkConfig) -> None:
     """Hand every secret a sink's config holds to the log masking (promise 6).
 
-    Secret fields (webhook secrets, Slack URLs and tokens), extra header values, and URLs,
-    which may carry a token in their path or query.
+    Secret fields (webhook secrets, Slack URLs and tokens) and lists of them (Apprise URLs),
+    extra header values, and URLs, which may carry a token in their path or query.
     """
     for name in type(config).model_fields:
         value = getattr(config, name)
         if isinstance(value, SecretStr):
             register_secret(value)
+        elif isinstance(value, list | tuple):
+            # A list of secrets: the Apprise sink's URLs, each carrying a token.
+            for item in value:
+                if isinstance(item, SecretStr):
+                    register_secret(item)
         elif name == "headers" and isinstance(value, dict):
             for header in value.values():
                 register_secret(str(header))
