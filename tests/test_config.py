@@ -799,12 +799,13 @@ def test_example_is_valid_with_the_built_in_sinks() -> None:
         "HOOKS_TOKEN": HEADER_TOKEN,
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/XXXX",
         "SLACK_BOT_TOKEN": "xoxb-0000-test",
+        "TELEGRAM_BOT_TOKEN": "123456789:ABCdefGhIJKlmnOPqrstUVwxyz123456789",
     }
     text = EXAMPLE.read_text(encoding="utf-8")
     config = load_config(EXAMPLE, environ=environ)
     assert [s.name for s in config.sinks] == ["audit", "console"]
     examples = _commented_sink_examples(text)
-    assert len(examples) == 3
+    assert len(examples) == 4
     for block in examples:
         extra = tomllib.loads(block)["sinks"]
         data = tomllib.loads(text)
