@@ -355,6 +355,25 @@ async def test_a_refused_connection_is_unavailable_without_the_url() -> None:
     _assert_no_secret(str(caught.value))
 
 
+async def test_a_receiver_that_never_answers_is_a_timeout_retried_later(
+    served: tuple[RecordingReceiver, str],
+) -> None:
+    """`timeout` bounds the call: Apprise gives up, and the daemon would retry."""
+    receiver, base_url = served
+    receiver.hang()
+    try:
+        async with AppriseSink(_config(_json_url(base_url), timeout=0.3)) as sink:
+            with anyio.fail_after(5), pytest.raises(SinkUnavailable) as caught:
+                await sink.send(_failed())
+    finally:
+        receiver.respond(200)  # lets Apprise's worker thread finish its request
+    assert re.fullmatch(
+        r"Apprise could not notify JSON \(URL 1 of 1\): "
+        r"Service 'JSON' did not finish within [0-9.]+s\.",
+        caught.value.reason,
+    )
+
+
 async def test_the_urls_never_reach_logs_repr_or_errors(
     served: tuple[RecordingReceiver, str],
 ) -> None:

@@ -163,7 +163,7 @@ class AppriseSink(SinkBase):
         lines = [service.mask(" ".join(entry.message.split())) for entry in result.logs()]
         import apprise
 
-        if result.status == apprise.AppriseResultStatus.TIMEOUT:
+        if result.status == apprise.AppriseResultStatus.TIMEOUT and not any(lines):
             lines.append(f"no answer within {self.config.timeout:g}s")
         said = "; ".join(dict.fromkeys(line for line in lines if line)) or "no reason given"
         if len(said) > _REASON_MAX:
