@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+import structlog
 from click.testing import CliRunner
 from pydantic import SecretStr, ValidationError
 from structlog.testing import capture_logs
@@ -387,6 +388,8 @@ async def test_the_urls_never_reach_logs_repr_or_errors(
     seen: list[str] = [repr(config), str(config), config.model_dump_json()]
     try:
         register_sink_secrets(config)
+        # A careless line quoting the whole URL is masked too: every URL in `urls` is registered.
+        structlog.get_logger("careless").error("leak", detail=url)
         with capture_logs() as logs:
             async with AppriseSink(config) as sink:
                 seen.append(repr(sink))
@@ -400,6 +403,7 @@ async def test_the_urls_never_reach_logs_repr_or_errors(
     finally:
         reset_logging()
     assert any(entry["event"] == "apprise_unavailable" for entry in logs)
+    assert '"leak"' in out.getvalue()
     _assert_no_secret(*seen, repr(logs), out.getvalue())
 
 
