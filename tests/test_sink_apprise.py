@@ -345,6 +345,38 @@ async def test_a_retry_goes_only_to_the_urls_that_failed(
     assert [status for _, status in bad.answered] == [503, 200, 200]
 
 
+async def test_concurrent_sends_each_get_their_own_outcome(
+    served: tuple[RecordingReceiver, str],
+) -> None:
+    """Eight jobs' events at once (a sink's default concurrency), three answered 500: exactly
+    three fail, each with Apprise's reason for its own call, and the rest are delivered."""
+    receiver, base_url = served
+    receiver.fail_first(3, 500)
+    events = [
+        _failed().model_copy(update={"id": f"evt_{n}", "job_id": f"ftjob-{n}"}) for n in range(8)
+    ]
+    outcomes: list[str] = []
+
+    async def send(sink: AppriseSink, event: BaseEvent) -> None:
+        try:
+            outcomes.append(await sink.send(event))
+        except SinkUnavailable as exc:
+            outcomes.append(exc.reason)
+
+    async with AppriseSink(_config(_json_url(base_url))) as sink, anyio.create_task_group() as tg:
+        for event in events:
+            tg.start_soon(send, sink, event)
+    assert sorted(outcomes) == sorted(
+        ["notified JSON"] * 5
+        + [
+            "Apprise could not notify JSON (URL 1 of 1): "
+            "Failed to send JSON POST notification: Internal server error., error=500."
+        ]
+        * 3
+    )
+    assert len(receiver.requests) == 8
+
+
 async def test_a_refused_connection_is_unavailable_without_the_url() -> None:
     """Nothing listening: retried later; the reason names the service, not its URL."""
     import socket
