@@ -808,6 +808,7 @@ def test_example_is_valid_with_the_built_in_sinks() -> None:
         "TEAMS_WORKFLOW_URL": "https://prod-00.westus.logic.azure.com/workflows/x?sig=s",
         "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/t0ken",
         "PAGERDUTY_ROUTING_KEY": "R0" + "0" * 30,
+        "TELEGRAM_BOT_TOKEN": "123456789:ABCdefGhIJKlmnOPqrstUVwxyz123456789",
     }
     text = EXAMPLE.read_text(encoding="utf-8")
     config = load_config(EXAMPLE, environ=environ)

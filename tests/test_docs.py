@@ -76,6 +76,7 @@ def test_every_key_the_example_documents_exists() -> None:
         "TEAMS_WORKFLOW_URL": "https://prod-00.westus.logic.azure.com/workflows/x?sig=s",
         "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/t0ken",
         "PAGERDUTY_ROUTING_KEY": "R0" + "0" * 30,
+        "TELEGRAM_BOT_TOKEN": "123456789:ABCdefGhIJKlmnOPqrstUVwxyz123456789",
     }
     config = parse_config(data, path="config.example.toml", environ=environ)
     # Everything was switched on: both sources, and the commented-out sinks.

@@ -28,6 +28,7 @@ PLUGIN_PACKAGES = (
     "ftwatch_discord",
     "ftwatch_pagerduty",
     "ftwatch_alertmanager",
+    "ftwatch_apprise",
 )
 
 #: watcher's public modules: what a plugin (built-in or third-party) may import, each with an

@@ -144,23 +144,27 @@ def _any_glob(value: str | None, patterns: Iterable[str]) -> bool:
 def register_sink_secrets(config: SinkConfig) -> None:
     """Hand every secret a sink's config holds to the log masking (promise 6).
 
-    Secret fields (webhook secrets, Slack URLs and tokens), extra header values, and URLs
-    (``*url`` keys, and each URL of a ``*urls`` list), which may carry a token in their path or
-    query.
+    Secret fields (webhook secrets, Slack URLs and tokens) and lists of them (Apprise URLs),
+    extra header values, and URLs (``*url`` keys, and each URL of a ``*urls`` list), which may
+    carry a token in their path or query.
     """
     for name in type(config).model_fields:
         value = getattr(config, name)
         if isinstance(value, SecretStr):
             register_secret(value)
+        elif isinstance(value, list | tuple):
+            # Lists of secrets (Apprise's URLs) and of receivers' URLs (an Alertmanager HA pair):
+            # each item as secret as one alone.
+            for item in value:
+                if isinstance(item, SecretStr):
+                    register_secret(item)
+                elif name.endswith("urls"):
+                    register_secret(str(item))
         elif name == "headers" and isinstance(value, dict):
             for header in value.values():
                 register_secret(str(header))
         elif name.endswith("url") and isinstance(value, str):
             register_secret(value)
-        elif name.endswith("urls") and isinstance(value, list | tuple):
-            # Several receivers (an Alertmanager HA pair): each URL as secret as one alone.
-            for url in value:
-                register_secret(str(url))
 
 
 @runtime_checkable
