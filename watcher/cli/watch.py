@@ -105,7 +105,7 @@ def _exit_code(statuses: dict[str, str]) -> int:
     help="Follow every active job of the source (and those that start meanwhile) as a table.",
 )
 @config_option
-@click.option("--source", "source_name", help="Which configured source the job is on.")
+@click.option("--source", "source_name", help="Which configured source the job (or --all) is on.")
 @click.option("--base-url", help="The API base URL, instead of a config [$OPENAI_BASE_URL].")
 @click.option(
     "--interval",
@@ -141,7 +141,7 @@ def watch(
     progress_interval: float | None,
     give_up_after: float,
 ) -> None:
-    """Follow one job (JOB_ID), or every active job (--all), until it ends.
+    """Follow one job (JOB_ID), or every active job of a source (--all), to the end.
 
     On a terminal a live progress bar shows the step, percent, train and valid loss, ETA and
     time in the status; checkpoints, warn/error messages and stalls are printed above it.
