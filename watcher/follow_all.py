@@ -99,7 +99,7 @@ async def _cycle(
     clock: Clock,
     progress_interval: float,
 ) -> tuple[list[_Row], list[tuple[_Row, Text]]]:
-    """Read what is due; return the rows that changed hands this cycle and the lines above."""
+    """Read what is due; return the rows observed this cycle and the lines to print above."""
     listed = await _listed(client, MAX_DISCOVERY_PAGES if not rows else 1)
     fresh: dict[str, FineTuningJob] = {}
     for job in listed:
