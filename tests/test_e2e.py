@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -24,8 +25,16 @@ from anyio.abc import Process
 
 from watcher import SourceConfig, Watcher
 from watcher.clock import ManualClock
+from watcher.demo import run_demo
 from watcher.serving import serve_asgi
-from watcher.simulator import Simulator, demo_scenario, demo_timeline, serve_simulator
+from watcher.simulator import (
+    DEMO_PROGRESS,
+    Simulator,
+    demo_scenario,
+    demo_timeline,
+    serve_simulator,
+)
+from watcher.sinks import SinkConfig
 from watcher.testing import CollectingSink
 from watcher.testing_receiver import RecordingReceiver
 
@@ -51,33 +60,135 @@ def expected_events(job_ids: list[str], until: float = float("inf")) -> list[tup
     return out
 
 
+CHECKPOINT = "fine_tuning.job.checkpoint_created"
+LIFECYCLE = {
+    "fine_tuning.job.created",
+    "fine_tuning.job.status_changed",
+    *(f"fine_tuning.job.{status}" for status in TERMINAL),
+}
+
+
 async def test_the_demo_scenario_yields_its_exact_event_sequence(tmp_path: Path) -> None:
-    """Stepping the simulator's clock through the demo gives exactly the expected events."""
+    """Stepping the simulator's clock through the demo gives exactly the expected events.
+
+    With the demo's progress settings: every status change, one stall (the job queued past
+    the demo's threshold) ended when it runs, and each running job's progress, in order.
+    """
     sim = Simulator(ManualClock(START), seed=3)
     ids = demo_scenario(sim)
-    sink = CollectingSink()
+    # Routed as the demo's stdout sink is: everything, progress included (not checkpoints).
+    sink = CollectingSink(
+        SinkConfig(name="collect", type="collect", events=["*", "fine_tuning.job.progress"])
+    )
     async with serve_simulator(sim, port=0) as url:
-        source = SourceConfig(name="sim", base_url=url, emit_existing=True, progress=False)
+        source = SourceConfig(
+            name="sim",
+            base_url=url,
+            emit_existing=True,
+            progress_interval=DEMO_PROGRESS.progress_interval,
+            progress_every=DEMO_PROGRESS.progress_every,
+            stall_queued=DEMO_PROGRESS.stall_queued,
+        )
+        clock = ManualClock(START, autojump=True)
         watcher = Watcher(
             sources=[source],
             sinks=[sink],
             state_path=tmp_path / "state.db",
-            clock=ManualClock(START, autojump=True),
+            clock=clock,
             autostart=False,
         )
         journaled = []
         async with watcher:
             for t in sorted({t.at for t in demo_timeline(ids)}):
+                # Stalls and the progress interval are measured on the watcher's clock.
                 sim.clock.set(START + t)  # type: ignore[attr-defined]
+                clock.set(START + t)
                 journaled.extend(await watcher.poll_once())
             await watcher.flush()
-    assert [(e.type, e.job_id, e.status) for e in journaled] == expected_events(ids)
-    # The sink gets every event once, each job's in order (jobs interleave freely).
+    assert [(e.type, e.job_id, e.status) for e in journaled if e.type in LIFECYCLE] == (
+        expected_events(ids)
+    )
+    support, sql, summarizer, classifier, translator = ids
+    assert {e.type.rsplit(".", 1)[1] for e in journaled if e.type not in LIFECYCLE} == {
+        "progress",
+        "checkpoint_created",
+        "message",
+        "stalled",
+        "unstalled",
+    }
+    # One stall: sql-helper, queued past the demo's threshold, over as it starts running.
+    stalls = [e for e in journaled if e.type.endswith("stalled")]
+    assert [(e.type, e.job_id) for e in stalls] == [
+        ("fine_tuning.job.stalled", sql),
+        ("fine_tuning.job.unstalled", sql),
+    ]
+    assert stalls[0].details()["reason"] == "queued_too_long"
+    assert stalls[0].details()["threshold"] == DEMO_PROGRESS.stall_queued
+    assert [
+        e.type.rsplit(".", 1)[1]
+        for e in journaled
+        if e.job_id == sql and e.type not in {"fine_tuning.job.progress", CHECKPOINT}
+    ] == [
+        "created",
+        "status_changed",
+        "stalled",
+        "status_changed",
+        "unstalled",
+        "status_changed",
+        "succeeded",
+    ]
+    # Every job that runs reports its progress while it runs, steps growing; a success ends
+    # at 100%. The one cancelled while queued never trained.
+    for job_id in (support, sql, summarizer, translator):
+        events = [e for e in journaled if e.job_id == job_id]
+        statuses = [e.status if e.type == "fine_tuning.job.status_changed" else "" for e in events]
+        progress = [i for i, e in enumerate(events) if e.type == "fine_tuning.job.progress"]
+        steps = [events[i].details()["step"] for i in progress]
+        assert len(steps) >= 2 and steps == sorted(set(steps))
+        end = max(statuses.index(status) for status in TERMINAL & set(statuses))
+        assert statuses.index("running") < progress[0] and progress[-1] < end
+        if job_id != summarizer:
+            assert events[progress[-1]].details()["percent"] == 100
+    assert not [e for e in journaled if e.job_id == classifier and e.type not in LIFECYCLE]
+    # The sink gets every event it asks for once, each job's in order (jobs interleave freely).
+    wanted = [e for e in journaled if sink.config.wants(e)]
+    assert {e.type for e in journaled} - {e.type for e in wanted} == {CHECKPOINT}
     for job_id in ids:
         assert [e.id for e in sink.events if e.job_id == job_id] == [
-            e.id for e in journaled if e.job_id == job_id
+            e.id for e in wanted if e.job_id == job_id
         ]
-    assert len(sink.events) == len(journaled)
+    assert len(sink.events) == len(wanted)
+
+
+async def test_the_demo_prints_progress_and_a_stall_through_the_stdout_sink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ftwatch demo` (at twice its speed): progress lines for the jobs that train, sql-helper's
+    stall and its end, each job's in order, and a true summary."""
+    summary = await run_demo(speed=120.0, as_json=True, state_path=tmp_path / "demo.db")
+    assert summary == "ftwatch demo: all 5 jobs finished: 3 succeeded, 1 failed, 1 cancelled."
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_suffix: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        by_suffix[event["data"]["job"]["user_provided_suffix"]].append(event)
+    kinds = {name: [e["type"].rsplit(".", 1)[1] for e in got] for name, got in by_suffix.items()}
+    assert {"support-bot", "sql-helper", "summarizer", "translator"} <= {
+        name for name, got in kinds.items() if "progress" in got
+    }
+    sql = [k for k in kinds["sql-helper"] if k != "progress"]
+    stalled = sql.index("stalled")
+    assert sql[stalled - 1 : stalled + 3] == [
+        "status_changed",
+        "stalled",
+        "status_changed",
+        "unstalled",
+    ]
+    assert sql[-2:] == ["status_changed", "succeeded"]
+    assert kinds["sql-helper"][-3] == "progress"  # the last one comes before the end
+    percents = [
+        e["data"]["percent"] for e in by_suffix["translator"] if e["type"].endswith("progress")
+    ]
+    assert len(percents) >= 2 and percents == sorted(percents) and percents[-1] == 100
 
 
 # -- the daemon as a process ---------------------------------------------------------------------

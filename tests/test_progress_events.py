@@ -126,7 +126,7 @@ def test_stdout_prints_one_compact_line_per_new_type(event: BaseEvent) -> None:
     line = format_line(event, colour=False)
     assert "\n" not in line and "ftjob-1" in line
     expected = {
-        "fine_tuning.job.progress": "step 10/100 (10%) loss 0.5",
+        "fine_tuning.job.progress": "step 10/100 █░░░░░░░░░ 10% loss 0.5",
         "fine_tuning.job.checkpoint_created": "ft:m:ckpt-step-10",
         "fine_tuning.job.message": "warn: careful",
         "fine_tuning.job.stalled": "queued_too_long",

@@ -56,6 +56,56 @@ class FollowGaveUp(WatcherError):
         self.last = last
 
 
+class _Outage:
+    """How a follow rides out an unreachable API: backoff, one warning each way, then give up.
+
+    ``ftwatch watch JOB`` and ``ftwatch watch --all`` share it, so both outlast the same blips.
+    """
+
+    def __init__(self, source: str, interval: float, give_up_after: float, **where: Any) -> None:
+        self.source = source
+        self.interval = interval
+        self.give_up_after = give_up_after
+        self.where = where
+        self.since: float | None = None
+        self.failures = 0
+
+    def failed(self, exc: Exception, now: float) -> float:
+        """The seconds to wait before the next try; raises :class:`FollowGaveUp` past the limit."""
+        if self.since is None:
+            self.since = now
+            log.warning(
+                "api_unreachable",
+                source=self.source,
+                **self.where,
+                error=str(exc),
+                give_up_after=self.give_up_after,
+            )
+        down = now - self.since
+        if down >= self.give_up_after:
+            raise FollowGaveUp(
+                f"the API of source {self.source!r} could not be reached for {down:.0f} s "
+                f"(last: {exc}); check the network or raise --give-up-after",
+                last=exc,
+            ) from None
+        self.failures += 1
+        wait: float = min(
+            self.interval * 2.0**self.failures, _MAX_BACKOFF, self.give_up_after - down
+        )
+        return max(wait, 0.0)
+
+    def answered(self, now: float) -> None:
+        """The API answered: say so once if it had not been, and reset the backoff."""
+        if self.since is not None:
+            log.warning(
+                "api_reachable_again",
+                source=self.source,
+                **self.where,
+                after_seconds=round(now - self.since, 1),
+            )
+            self.since, self.failures = None, 0
+
+
 #: Levels of the job's event stream whose messages are printed (info lines are the API's chatter).
 _SHOWN_LEVELS = {"warn": "yellow", "warning": "yellow", "error": "red"}
 #: Widest progress bar on a terminal, and the narrowest worth drawing.
@@ -284,6 +334,38 @@ def _note(seen: _Seen, job: FineTuningJob, now: float) -> bool:
     return note_status(seen.track, job.status, now) and was_running
 
 
+async def _observe(
+    client: APIClient,
+    source: str,
+    job: FineTuningJob,
+    seen: _Seen,
+    rules: Rules,
+    now: float,
+    *,
+    read: bool = True,
+) -> list[Text]:
+    """Take in ``job`` as just retrieved: its status, new events when ``read``, its stall.
+
+    Returns the lines to print above the live display. A job's last entries come in as it
+    ends, so they are read once more then, whatever ``read`` says.
+    """
+    stopped_running = _note(seen, job, now)
+    above: list[Text] = []
+    if (job.status == "running" and read) or stopped_running:
+        above = await _read(client, source, job, seen, now)
+    above.extend(_stall_lines(job, seen, rules, source, now))
+    return above
+
+
+def _plain_key(job: FineTuningJob, seen: _Seen, now: float) -> str:
+    """What a pipe's line says beyond the time: a new line is printed when it changes.
+
+    The ETA is left out: an overdue ETA is pushed back every minute (the simulator and the
+    API both do that), which is not news.
+    """
+    return _line(job, seen, now, 100_000, with_id=True, eta=False).plain.split("  ", 1)[1]
+
+
 async def follow_job(
     source: SourceConfig,
     job_id: str,
@@ -309,8 +391,7 @@ async def follow_job(
     last_plain = ""
     seen = _Seen()
     rules = rules_of(source)
-    failing_since: float | None = None
-    failures = 0
+    outage = _Outage(source.name, interval, give_up_after, job=job_id)
     # One try per request: this loop is the retry policy, with a backoff that outlasts a blip.
     single = source.model_copy(update={"max_attempts": 1})
     async with client_for(single, transport=transport, sleep=clock.sleep) as client:
@@ -323,43 +404,11 @@ async def follow_job(
                 try:
                     job = await client.retrieve_job(job_id)
                     now = clock.now()
-                    stopped_running = _note(seen, job, now)
-                    above: list[Text] = []
-                    # A job's last entries come in as it ends, so they are read once more then.
-                    if job.status == "running" or stopped_running:
-                        above = await _read(client, source.name, job, seen, now)
-                    above.extend(_stall_lines(job, seen, rules, source.name, now))
+                    above = await _observe(client, source.name, job, seen, rules, now)
                 except _TRANSIENT as exc:
-                    now = clock.now()
-                    if failing_since is None:
-                        failing_since = now
-                        log.warning(
-                            "api_unreachable",
-                            source=source.name,
-                            job=job_id,
-                            error=str(exc),
-                            give_up_after=give_up_after,
-                        )
-                    down = now - failing_since
-                    if down >= give_up_after:
-                        raise FollowGaveUp(
-                            f"the API of source {source.name!r} could not be reached for "
-                            f"{down:.0f} s (last: {exc}); check the network or raise "
-                            "--give-up-after",
-                            last=exc,
-                        ) from None
-                    failures += 1
-                    wait = min(interval * 2**failures, _MAX_BACKOFF, give_up_after - down)
-                    await clock.sleep(max(wait, 0.0))
+                    await clock.sleep(outage.failed(exc, clock.now()))
                     continue
-                if failing_since is not None:
-                    log.warning(
-                        "api_reachable_again",
-                        source=source.name,
-                        job=job_id,
-                        after_seconds=round(clock.now() - failing_since, 1),
-                    )
-                    failing_since, failures = None, 0
+                outage.answered(clock.now())
                 # Only a terminal has a width to fit; a pipe gets whole lines.
                 width = console.width if live_display else 100_000
                 line = _line(job, seen, now, width, with_id=not live_display)
@@ -379,10 +428,7 @@ async def follow_job(
                 else:
                     for text in above:
                         console.file.write(f"{text.plain[:10]}{job.id}  {text.plain[10:]}\n")
-                    # A new line per status or progress update, not per minute an overdue ETA
-                    # is pushed back (the simulator and the API both do that).
-                    key = _line(job, seen, now, width, with_id=True, eta=False).plain
-                    plain = key.split("  ", 1)[1]
+                    plain = _plain_key(job, seen, now)
                     if plain != last_plain:
                         last_plain = plain
                         console.file.write(line.plain + "\n")

@@ -19,6 +19,9 @@ COLOURS: Final = {
 _OTHER: Final = "\x1b[36m"
 _RESET: Final = "\x1b[0m"
 
+#: Cells of the bar a progress line shows.
+_BAR_CELLS: Final = 10
+
 #: A failure's message is cut to this many characters: the line stays one line on a screen.
 _DETAIL_MAX: Final = 200
 
@@ -31,6 +34,18 @@ def _clean(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
+def _span(seconds: float) -> str:
+    """Whole minutes, or seconds under a minute (an accelerated demo stalls for seconds)."""
+    whole = max(0, int(seconds))
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min"
+
+
+def _bar(percent: float) -> str:
+    """A ten-cell progress bar: a line per progress event reads as a bar filling up."""
+    filled = round(_BAR_CELLS * min(max(percent, 0.0), 100.0) / 100.0)
+    return "█" * filled + "░" * (_BAR_CELLS - filled)
+
+
 def _progress_detail(event: BaseEvent) -> str | None:
     """The compact detail of a progress type (None for a lifecycle event)."""
     fields = event.details()
@@ -40,17 +55,16 @@ def _progress_detail(event: BaseEvent) -> str | None:
         step, total, loss = fields.get("step"), fields.get("total_steps"), fields.get("train_loss")
         text = f"step {step}" + (f"/{total}" if total else "")
         if fields.get("percent") is not None:
-            text += f" ({fields['percent']:g}%)"
+            text += f" {_bar(float(fields['percent']))} {fields['percent']:g}%"
         return text + (f" loss {loss:.4g}" if loss is not None else "")
     if event.type == "fine_tuning.job.checkpoint_created":
         return f"step {fields.get('step_number')} {fields.get('fine_tuned_model_checkpoint') or ''}"
     if event.type == "fine_tuning.job.message":
         return f"{fields['level']}: {' '.join(str(fields['message']).split())[:_DETAIL_MAX]}"
     if event.type == "fine_tuning.job.stalled":
-        waited = int(event.observed_at - float(fields["since"])) // 60
-        return f"{fields['reason']} for {waited} min"
+        return f"{fields['reason']} for {_span(event.observed_at - float(fields['since']))}"
     if event.type == "fine_tuning.job.unstalled":
-        return f"{fields['reason']} over after {int(fields['stalled_for']) // 60} min"
+        return f"{fields['reason']} over after {_span(float(fields['stalled_for']))}"
     if event.type == "fine_tuning.job.eta_changed":
         return f"ETA moved {float(fields['shift']) / 60:+.0f} min"
     return None

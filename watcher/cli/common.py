@@ -55,12 +55,13 @@ EXIT_INTERRUPTED = 130
 EPILOG = """\b
 Exit codes:
   0    success; `run` stopped by SIGINT/SIGTERM (a second one cuts the
-       drain short, still 0); `watch`: job succeeded
-  1    runtime failure; `watch`: job failed; `sinks test`: delivery failed;
-       `deadletters`: an --id that is not a dead letter
+       drain short, still 0); `watch`: job succeeded (--all: every one)
+  1    runtime failure; `watch`: job failed (--all: any); `sinks test`:
+       delivery failed; `deadletters`: an --id that is not a dead letter
   2    usage, config or plugin error, a state directory that cannot be
-       written; `watch`: job cancelled; `deadletters`: no state file or
-       an unknown --sink; `status`: no state file; `init`: the file exists
+       written; `watch`: job cancelled (--all: any, none failed);
+       `deadletters`: no state file or an unknown --sink; `status`: no
+       state file; `init`: the file exists
   3    credentials refused or job not found; `run`: every source failed
   4    `watch`, `check --online`: the API unreachable (for --give-up-after)
   130  interrupted by SIGINT/SIGTERM (every command but `run` and

@@ -88,10 +88,24 @@ def source_for_watch(
     return _environment_source(source_name, base_url)
 
 
+def _exit_code(statuses: dict[str, str]) -> int:
+    """``watch --all``'s code: 1 when a job failed, else 2 when one was cancelled, else 0."""
+    outcomes = set(statuses.values())
+    if "failed" in outcomes:
+        return EXIT_FAILURE
+    return EXIT_USAGE if "cancelled" in outcomes else EXIT_OK
+
+
 @click.command()
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@click.option(
+    "--all",
+    "every_job",
+    is_flag=True,
+    help="Follow every active job of the source (and those that start meanwhile) as a table.",
+)
 @config_option
-@click.option("--source", "source_name", help="Which configured source the job is on.")
+@click.option("--source", "source_name", help="Which configured source the job (or --all) is on.")
 @click.option("--base-url", help="The API base URL, instead of a config [$OPENAI_BASE_URL].")
 @click.option(
     "--interval",
@@ -100,6 +114,13 @@ def source_for_watch(
     type=click.FloatRange(min=0.05),
     metavar="SECONDS",
     help="Seconds between polls (at least 0.05).",
+)
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0.05),
+    metavar="SECONDS",
+    help="With --all: seconds between reads of a running job's events "
+    "[default: the source's progress_interval, 60].",
 )
 @click.option(
     "--give-up-after",
@@ -111,36 +132,62 @@ def source_for_watch(
 )
 @errors_to_exit
 def watch(
-    job_id: str,
+    job_id: str | None,
+    every_job: bool,
     config_path: str | None,
     source_name: str | None,
     base_url: str | None,
     interval: float,
+    progress_interval: float | None,
     give_up_after: float,
 ) -> None:
-    """Follow one job until it ends, showing its status and progress.
+    """Follow one job (JOB_ID), or every active job of a source (--all), to the end.
 
     On a terminal a live progress bar shows the step, percent, train and valid loss, ETA and
     time in the status; checkpoints, warn/error messages and stalls are printed above it.
     Elsewhere one line is printed per status, progress update, checkpoint, message or stall.
 
-    Exit code 0 when it succeeded, 1 when it failed, 2 when it was cancelled, 3 when the key
-    is refused or the job unknown, 4 when the API stayed unreachable for --give-up-after.
+    With --all, a live table shows one row per active job (status, progress, losses, ETA, time
+    in status; a stalled job says STALLED), jobs that start meanwhile are added, and it ends
+    once all have ended; elsewhere one line per change. A running job's events are read once
+    per --progress-interval.
+
+    Exit code 0 when it succeeded, 1 when it failed, 2 when it was cancelled (--all: 1 when
+    any failed, else 2 when any was cancelled, else 0; 0 too with no active job), 3 when the
+    key is refused or the job unknown, 4 when the API stayed unreachable for --give-up-after.
 
     The source comes from --config, else from $FTWATCH_CONFIG or ./ftwatch.toml when one
     exists (its only source, or the one --source names); else from OPENAI_API_KEY and
     --base-url or OPENAI_BASE_URL. The job's lines go to stdout, logs to stderr.
     """
     from ..follow import FollowGaveUp, follow_job
+    from ..follow_all import follow_all
     from ..logs import configure_logging
 
+    if (job_id is None) == (not every_job):
+        fail(
+            "give either a JOB_ID or --all (not both): watch follows one job, or every active "
+            "job of the source",
+            EXIT_USAGE,
+        )
     # Warnings on stderr; a config, when one is used, sets its own level (still on stderr).
     configure_logging("warning", "auto", stream=sys.stderr)
     source = source_for_watch(config_path, source_name, base_url)
-    follow = functools.partial(
-        follow_job, source, job_id, interval=interval, give_up_after=give_up_after
-    )
     try:
+        if job_id is None:
+            statuses = run_async(
+                functools.partial(
+                    follow_all,
+                    source,
+                    interval=interval,
+                    progress_interval=progress_interval,
+                    give_up_after=give_up_after,
+                )
+            )
+            sys.exit(_exit_code(statuses))
+        follow = functools.partial(
+            follow_job, source, job_id, interval=interval, give_up_after=give_up_after
+        )
         status = run_async(follow)
     except FollowGaveUp as exc:
         fail(str(exc), EXIT_UNREACHABLE)

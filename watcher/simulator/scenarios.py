@@ -3,6 +3,11 @@
 The demo's transitions happen at distinct times at least fifteen simulated seconds apart, so a
 watcher polling every ten simulated seconds (the demo's pace) sees each one on its own, and a
 test can assert the exact order of the events it produces.
+
+Every job that runs logs metrics as it trains (the simulator's, ten a run), and one job,
+``sql-helper``, waits in ``queued`` far longer than the others: with the demo's progress
+settings (:data:`DEMO_PROGRESS`) its training shows as progress events and its wait as one
+stall, over by the time it runs.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from .scripts import Step
 __all__ = [
     "DEMO_DURATION",
     "DEMO_JOBS",
+    "DEMO_PROGRESS",
     "DemoJob",
+    "DemoProgress",
     "Transition",
     "demo_scenario",
     "demo_timeline",
@@ -35,6 +42,19 @@ _FAILURE: Final = {
 
 
 @dataclass(frozen=True)
+class DemoProgress:
+    """The demo source's progress keys, in simulated seconds.
+
+    They are :class:`~watcher.config.SourceConfig` keys; a watcher on another clock than the
+    simulator's (``ftwatch demo``: the wall clock) divides the durations by the speed.
+    """
+
+    progress_interval: float
+    progress_every: str
+    stall_queued: float
+
+
+@dataclass(frozen=True)
 class DemoJob:
     """One job of the demo: its name and its transitions, in seconds after the demo starts."""
 
@@ -45,6 +65,7 @@ class DemoJob:
 
 
 #: The demo: three jobs succeed, one fails while running, one is cancelled while queued.
+#: ``sql-helper`` is queued 210 s, the others 75 s at most: only it stalls (DEMO_PROGRESS).
 DEMO_JOBS: Final[tuple[DemoJob, ...]] = (
     DemoJob(
         "support-bot",
@@ -54,7 +75,7 @@ DEMO_JOBS: Final[tuple[DemoJob, ...]] = (
     DemoJob(
         "sql-helper",
         "data",
-        ((15, "validating_files"), (60, "queued"), (120, "running"), (390, "succeeded")),
+        ((15, "validating_files"), (60, "queued"), (270, "running"), (390, "succeeded")),
     ),
     DemoJob(
         "summarizer",
@@ -69,8 +90,15 @@ DEMO_JOBS: Final[tuple[DemoJob, ...]] = (
     DemoJob(
         "translator",
         "localization",
-        ((165, "validating_files"), (195, "queued"), (240, "running"), (480, "succeeded")),
+        ((165, "validating_files"), (195, "queued"), (240, "running"), (420, "succeeded")),
     ),
+)
+
+#: The demo source's progress settings, in simulated seconds (scale them to the watcher's
+#: clock): running jobs' events are read every poll, a progress event is sent per quarter of a
+#: run, and a job queued 2 minutes is stalled: only ``sql-helper`` waits that long.
+DEMO_PROGRESS: Final = DemoProgress(
+    progress_interval=10.0, progress_every="25%", stall_queued=120.0
 )
 
 #: Seconds after the demo starts at which its last job finishes.
