@@ -36,8 +36,18 @@ from anyio.abc import AsyncResource
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .durations import Duration
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, SinkUnavailable
 from .events import EVENT_TYPES, OPT_IN_EVENT_TYPES, BaseEvent
+from .http import (
+    SINK_ANSWER_BYTES,
+    Answer,
+    AsyncClient,
+    ClientPerRequest,
+    HTTPError,
+    TimeoutException,
+    describe_transport_error,
+    fetch,
+)
 from .logs import redact, register_secret
 
 __all__ = [
@@ -52,6 +62,7 @@ __all__ = [
     "SinkType",
     "available_sinks",
     "register_sink",
+    "post_delivery",
     "register_sink_secrets",
     "sink_plugin",
     "sink_state_dir",
@@ -165,6 +176,45 @@ def register_sink_secrets(config: SinkConfig) -> None:
                 register_secret(str(header))
         elif name.endswith("url") and isinstance(value, str):
             register_secret(value)
+
+
+async def post_delivery(
+    client: AsyncClient | ClientPerRequest,
+    url: str,
+    *,
+    content: bytes,
+    headers: Mapping[str, str],
+    deadline: float,
+    sink: str,
+    peer: str = "the receiver",
+) -> Answer:
+    """POST one delivery for an HTTP sink and return the receiver's answer, whatever its status.
+
+    The whole exchange (connect, send, the answer) must end within ``deadline`` seconds, and at
+    most a few KiB of the answer are read. No answer at all (refused, reset, DNS, TLS, timed
+    out) raises :class:`~watcher.errors.SinkUnavailable` in a few words naming ``peer`` (``"the
+    receiver"``, ``"Slack"``): never the URL, which may hold a token, and without chaining
+    httpx's exception, which holds the request and so the URL.
+    """
+    try:
+        if isinstance(client, ClientPerRequest):
+            return await client.post(url, content=content, headers=headers, deadline=deadline)
+        return await fetch(
+            client,
+            "POST",
+            url,
+            content=content,
+            headers=headers,
+            deadline=deadline,
+            max_bytes=SINK_ANSWER_BYTES,
+            truncate=True,
+        )
+    except HTTPError as exc:
+        failure = describe_transport_error(exc, peer)
+        if isinstance(exc, TimeoutException):
+            failure += f" after {deadline:g}s"
+    log.debug("sink_no_answer", sink=sink, failure=failure)
+    raise SinkUnavailable(failure, sink=sink)
 
 
 @runtime_checkable

@@ -37,16 +37,11 @@ from watcher.errors import SinkDisabled, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent
 from watcher.facts import is_test, one_line
 from watcher.http import (
-    SINK_ANSWER_BYTES,
     AsyncBaseTransport,
     AsyncClient,
-    HTTPError,
-    TimeoutException,
-    describe_transport_error,
-    fetch,
 )
 from watcher.retry import parse_retry_after
-from watcher.sinks import SinkBase, SinkContext
+from watcher.sinks import SinkBase, SinkContext, post_delivery
 
 from ._config import AlertmanagerConfig, shown_url
 from ._payload import Held, held_for, resolve_variants, test_alert
@@ -290,21 +285,17 @@ class AlertmanagerSink(SinkBase):
     async def _post_one(self, url: str, content: bytes) -> _Outcome:
         where = shown_url(url)
         try:
-            answer = await fetch(
+            answer = await post_delivery(
                 self._client,
-                "POST",
                 url,
                 content=content,
                 headers=self._headers(),
                 deadline=self.config.timeout,
-                max_bytes=SINK_ANSWER_BYTES,
-                truncate=True,
+                sink=self.name,
+                peer="Alertmanager",
             )
-        except HTTPError as exc:
-            reason = describe_transport_error(exc, "Alertmanager")
-            if isinstance(exc, TimeoutException):
-                reason += f" after {self.config.timeout:g}s"
-            return _Outcome(where, "unavailable", reason=reason)
+        except SinkUnavailable as exc:
+            return _Outcome(where, "unavailable", reason=exc.reason)
         status = answer.status_code
         if 200 <= status < 300:
             return _Outcome(where, "ok", status)

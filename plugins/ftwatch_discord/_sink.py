@@ -40,13 +40,10 @@ from watcher.http import (
     Answer,
     AsyncBaseTransport,
     ClientPerRequest,
-    HTTPError,
     Timeout,
-    TimeoutException,
-    describe_transport_error,
 )
 from watcher.retry import parse_retry_after
-from watcher.sinks import SinkBase, SinkConfig
+from watcher.sinks import SinkBase, SinkConfig, post_delivery
 
 from ._config import DiscordConfig, redact_url
 from ._embed import build_message
@@ -153,23 +150,15 @@ class DiscordSink(SinkBase):
             event, username=self.config.username, avatar_url=self.config.avatar_url
         )
         body = json.dumps(message, ensure_ascii=False).encode()
-        answer: Answer | None = None
-        failure = ""
-        # Raised after the except block: chaining httpx's error would carry the URL along.
-        try:
-            answer = await self._client.post(
-                self._url,
-                content=body,
-                headers={"content-type": "application/json; charset=utf-8"},
-                deadline=self.config.timeout,
-            )
-        except HTTPError as exc:
-            failure = describe_transport_error(exc, "Discord")
-            if isinstance(exc, TimeoutException):
-                failure += f" after {self.config.timeout:g}s"
-        if answer is None:
-            log.debug("discord_no_answer", sink=self.name, event_id=event.id, failure=failure)
-            raise SinkUnavailable(failure, sink=self.name)
+        answer = await post_delivery(
+            self._client,
+            self._url,
+            content=body,
+            headers={"content-type": "application/json; charset=utf-8"},
+            deadline=self.config.timeout,
+            sink=self.name,
+            peer="Discord",
+        )
         status = answer.status_code
         log.debug("discord_answered", sink=self.name, event_id=event.id, status_code=status)
         if 200 <= status < 300:

@@ -27,17 +27,12 @@ from watcher.errors import SinkDisabled, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent
 from watcher.facts import fit, is_test, one_line
 from watcher.http import (
-    SINK_ANSWER_BYTES,
     Answer,
     AsyncBaseTransport,
     AsyncClient,
-    HTTPError,
-    TimeoutException,
-    describe_transport_error,
-    fetch,
 )
 from watcher.retry import parse_retry_after
-from watcher.sinks import SinkBase
+from watcher.sinks import SinkBase, post_delivery
 
 from ._config import PagerDutyConfig
 from ._events import CHANGE_PATH, ENQUEUE_PATH, change_body, event_body
@@ -115,24 +110,15 @@ class PagerDutySink(SinkBase):
 
     async def _post(self, path: str, body: dict[str, Any]) -> Answer:
         content = json.dumps(body, ensure_ascii=False).encode()
-        try:
-            # The deadline bounds the whole exchange; only a few KiB of the answer are read.
-            return await fetch(
-                self._client,
-                "POST",
-                self.config.api_url + path,
-                content=content,
-                headers={"Content-Type": "application/json"},
-                deadline=self.config.timeout,
-                max_bytes=SINK_ANSWER_BYTES,
-                truncate=True,
-            )
-        except HTTPError as exc:
-            failure = describe_transport_error(exc, "PagerDuty")
-            if isinstance(exc, TimeoutException):
-                failure += f" after {self.config.timeout:g}s"
-            # `from None`: httpx's exception holds the request, and with it the routing key.
-            raise SinkUnavailable(failure, sink=self.name) from None
+        return await post_delivery(
+            self._client,
+            self.config.api_url + path,
+            content=content,
+            headers={"Content-Type": "application/json"},
+            deadline=self.config.timeout,
+            sink=self.name,
+            peer="PagerDuty",
+        )
 
     def _check(self, response: Answer) -> None:
         status = response.status_code

@@ -21,17 +21,12 @@ import structlog
 from watcher.errors import SinkDisabled, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent
 from watcher.http import (
-    SINK_ANSWER_BYTES,
     Answer,
     AsyncBaseTransport,
     AsyncClient,
-    HTTPError,
-    TimeoutException,
-    describe_transport_error,
-    fetch,
 )
 from watcher.retry import parse_retry_after
-from watcher.sinks import SinkBase
+from watcher.sinks import SinkBase, post_delivery
 
 from ._config import SlackConfig
 from ._message import build_message
@@ -159,25 +154,15 @@ class SlackSink(SinkBase):
             payload["channel"] = self.config.channel
             headers["Authorization"] = f"Bearer {self.config.token.get_secret_value()}"
         body = json.dumps(payload, ensure_ascii=False).encode()
-        try:
-            # The deadline bounds the whole exchange (httpx's timeout is per read or write), and
-            # only the first few KiB of Slack's answer are read: a short code or a small JSON.
-            response = await fetch(
-                self._client,
-                "POST",
-                url,
-                content=body,
-                headers=headers,
-                deadline=self.config.timeout,
-                max_bytes=SINK_ANSWER_BYTES,
-                truncate=True,
-            )
-        except HTTPError as exc:
-            failure = describe_transport_error(exc, "Slack")
-            if isinstance(exc, TimeoutException):
-                failure += f" after {self.config.timeout:g}s"
-            # `from None`: httpx's exception holds the request, and with it the secret URL.
-            raise SinkUnavailable(failure, sink=self.name) from None
+        response = await post_delivery(
+            self._client,
+            url,
+            content=body,
+            headers=headers,
+            deadline=self.config.timeout,
+            sink=self.name,
+            peer="Slack",
+        )
         if self.config.webhook_url is not None:
             self._check_webhook_answer(response)
         else:

@@ -33,13 +33,10 @@ from watcher.http import (
     Answer,
     AsyncBaseTransport,
     ClientPerRequest,
-    HTTPError,
     Timeout,
-    TimeoutException,
-    describe_transport_error,
 )
 from watcher.retry import parse_retry_after
-from watcher.sinks import SinkBase, SinkConfig
+from watcher.sinks import SinkBase, SinkConfig, post_delivery
 
 from ._card import build_message, encode_message
 from ._config import TeamsConfig
@@ -98,25 +95,15 @@ class TeamsSink(SinkBase):
             raise RuntimeError(f"teams sink {self.name!r} is closed; it cannot send")
         body = encode_message(build_message(event))
         started = time.monotonic()
-        failure: str | None = None
-        answer: Answer | None = None
-        # Raised after the except block: chaining httpx's error would carry its request, and so
-        # the signed URL, into any traceback a caller logs.
-        try:
-            answer = await self._client.post(
-                self.config.url.get_secret_value(),
-                content=body,
-                headers={"content-type": "application/json; charset=utf-8"},
-                deadline=self.config.timeout,
-            )
-        except HTTPError as exc:
-            failure = describe_transport_error(exc, "Teams")
-            if isinstance(exc, TimeoutException):
-                failure += f" after {self.config.timeout:g}s"
-        if answer is None:
-            assert failure is not None
-            log.debug("teams_no_answer", sink=self.name, event_id=event.id, failure=failure)
-            raise SinkUnavailable(failure, sink=self.name)
+        answer = await post_delivery(
+            self._client,
+            self.config.url.get_secret_value(),
+            content=body,
+            headers={"content-type": "application/json; charset=utf-8"},
+            deadline=self.config.timeout,
+            sink=self.name,
+            peer="Teams",
+        )
         status = answer.status_code
         log.debug(
             "teams_answered",

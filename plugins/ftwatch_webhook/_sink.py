@@ -31,15 +31,12 @@ from standardwebhooks.webhooks import Webhook
 from watcher.errors import SinkDisabled, SinkError, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent
 from watcher.http import (
-    Answer,
     AsyncBaseTransport,
     ClientPerRequest,
-    HTTPError,
     Timeout,
-    describe_transport_error,
 )
 from watcher.retry import parse_retry_after
-from watcher.sinks import SinkBase, SinkConfig
+from watcher.sinks import SinkBase, SinkConfig, post_delivery
 
 from ._config import WebhookConfig, redact_url
 
@@ -105,25 +102,16 @@ class WebhookSink(SinkBase):
         payload = event.to_json()
         body = payload.encode()
         started = time.monotonic()
-        response: Answer | None = None
-        failure: str | None = None
-        # The error is raised after the except block on purpose: chaining the httpx error would
-        # carry its request (and so the URL) into any traceback a caller logs.
-        try:
-            # httpx's timeout is per read or write; the deadline bounds the whole delivery, and
-            # only the first few KiB of the answer are read (its status is what counts).
-            response = await self._client.post(
-                self.config.url,
-                content=body,
-                headers=self._headers(event, payload),
-                deadline=self.config.timeout,
-            )
-        except HTTPError as exc:
-            failure = describe_transport_error(exc)
-        if response is None:
-            assert failure is not None
-            log.debug("webhook_no_answer", sink=self.name, event_id=event.id, failure=failure)
-            raise SinkUnavailable(failure, sink=self.name)
+        # httpx's timeout is per read or write; the deadline bounds the whole delivery, and
+        # only the first few KiB of the answer are read (its status is what counts).
+        response = await post_delivery(
+            self._client,
+            self.config.url,
+            content=body,
+            headers=self._headers(event, payload),
+            deadline=self.config.timeout,
+            sink=self.name,
+        )
         status = response.status_code
         elapsed = round(time.monotonic() - started, 3)
         log.debug(
