@@ -13,8 +13,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from watcher.diff import JobState
-from watcher.events import event_from_envelope
+import pytest
+
+from watcher.diff import _CHANGE_FIELDS, _CREATED_FIELDS, JobState
+from watcher.events import (
+    BaseEvent,
+    JobCancelled,
+    JobCreated,
+    JobFailed,
+    JobStatusChanged,
+    JobSucceeded,
+    event_from_envelope,
+    lifecycle_event,
+)
+from watcher.models import validate_job
 from watcher.snapshots import Fingerprints, JobsRead, diff_jobs
 from watcher.store import journal
 
@@ -105,6 +117,38 @@ def test_the_journaled_text_reads_back_to_the_same_text() -> None:
             text = row[-1]
             event = event_from_envelope(text)
             assert event.model_copy(update={"source": event.source}).to_json() == text
+
+
+@pytest.mark.parametrize(
+    "cls", [JobCreated, JobStatusChanged, JobSucceeded, JobFailed, JobCancelled]
+)
+@pytest.mark.parametrize("given", [_CREATED_FIELDS, _CHANGE_FIELDS])
+def test_an_event_built_without_validation_is_the_validated_one(
+    cls: type[BaseEvent], given: frozenset[str]
+) -> None:
+    """The diff's unvalidated events equal, dump and serialise as the validated ones would.
+
+    Integer times included: validation makes them floats, and so does the fast path.
+    """
+    job = validate_job(json.loads((FIXTURES / "job_failed.json").read_text()))
+    values: dict[str, Any] = {
+        "id": "evt_1",
+        "source": "src",
+        "observed_at": 1_750_000_000,
+        "previous_status": None if "previous_status" not in given else "running",
+        "job": job,
+        "timeline": {"running": 1_749_999_000, "failed": 1_750_000_000.5},
+        "dashboard_url": "https://x.test/j",
+    }
+    validated = cls(**{name: values[name] for name in given})
+    fast = lifecycle_event(cls, given, event_id=values.pop("id"), **values)
+    assert type(fast) is cls
+    assert fast == validated
+    assert fast.model_dump() == validated.model_dump()
+    assert fast.__pydantic_fields_set__ == validated.__pydantic_fields_set__
+    assert fast.to_json() == validated.to_json()
+    assert fast.to_json(job_json=job.model_dump_json(by_alias=True)) == validated.to_json()
+    assert fast.timeline is not values["timeline"]  # its own, as validation makes it
 
 
 if __name__ == "__main__":  # regenerate the pinned bytes (see the module's docstring)

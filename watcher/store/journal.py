@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 
 from ..diff import JobState
-from ..events import BaseEvent
+from ..events import BaseEvent, journal_texts
 from .schema import transaction
 
 __all__ = ["prune", "serialise_cycle", "stats", "write_cycle"]
@@ -32,24 +32,70 @@ def serialise_cycle(
     events: Sequence[BaseEvent],
     now: float,
 ) -> tuple[Rows, Rows]:
-    """The snapshot rows and journal rows of one cycle (done before taking the connection)."""
+    """The snapshot rows and journal rows of one cycle (done before taking the connection).
+
+    Each job is serialised once: its snapshot and every event that carries it (a finished
+    job's ``status_changed`` and terminal event) share that text.
+    """
+    jobs_text: dict[int, str] = {}
+
+    def job_json(job: Any) -> str:
+        # By identity: the states and events of a cycle hold the very same job objects, alive
+        # for the whole call.
+        text = jobs_text.get(id(job))
+        if text is None:
+            text = jobs_text[id(job)] = job.__pydantic_serializer__.to_json(
+                job, by_alias=True
+            ).decode()
+        return text
+
     snapshot_rows: Rows = [
         (
             source,
             job_id,
             st.job.status,
             int(st.job.is_terminal),
-            st.job.model_dump_json(by_alias=True),
-            json.dumps(dict(st.seen), separators=(",", ":")),
-            json.dumps(dict(st.since), separators=(",", ":")),
+            job_json(st.job),
+            _compact(dict(st.seen)),
+            _compact(dict(st.since)),
             now,
         )
         for job_id, st in states
     ]
+    texts = journal_texts(events, job_json)
     journal_rows: Rows = [
-        (ev.id, ev.type, ev.source, ev.job_id, ev.observed_at, ev.to_json()) for ev in events
+        (ev.id, ev.type, ev.source, ev.job_id, ev.observed_at, text)
+        for ev, text in zip(events, texts, strict=True)
     ]
     return snapshot_rows, journal_rows
+
+
+def _compact_python(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _compact_c() -> Callable[[Any], str] | None:
+    # json.dumps builds its C encoder on every call, most of its cost for a small mapping; this
+    # is the same encoder (json.dumps's defaults, compact separators), built once. Without a
+    # circular check, which only the counts and times of a state pass through.
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    encode = make(
+        None,
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+_compact: Callable[[Any], str] = _compact_c() or _compact_python
 
 
 def write_cycle(
