@@ -266,6 +266,8 @@ class Fingerprints:
                 self.marks.pop(job_id, None)
             else:
                 self.marks[job_id] = snapshot
+        if len(read.unchanged) == len(read.jobs):
+            return  # nothing was read in full: no fingerprint to keep or forget
         for job_id in read.jobs.keys() - read.unchanged:
             mark = read.fingerprints.get(job_id)
             if mark is None:
@@ -294,6 +296,8 @@ def diff_jobs(
     changed: dict[str, JobState] = {}
     events: list[BaseEvent] = []
     unchanged = read.unchanged
+    if len(unchanged) == len(read.jobs):
+        return changed, events  # a steady-state cycle: nothing to diff (unchanged <= jobs)
     for job_id, job in read.jobs.items():
         if job_id in unchanged:
             continue
