@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from watcher import known
 from watcher.diff import _CHANGE_FIELDS, _CREATED_FIELDS, JobState
 from watcher.events import (
     BaseEvent,
@@ -69,6 +70,9 @@ def _jobs(status: str) -> list[dict[str, Any]]:
 
 def journal_rows() -> list[list[Any]]:
     """The rows one baseline and three cycles of changes write, through the poller's path."""
+    # The lean states' shared mappings are process-wide, and equal counts and times share one
+    # (1750000000 and 1750000000.0 alike): start afresh, so other tests' times do not leak in.
+    known._SHARED.clear()
     prints = Fingerprints()
     states: dict[str, JobState] = {}
     out: list[list[Any]] = []
