@@ -253,7 +253,8 @@ def lifecycle_event(
 
     For the diff, which builds thousands in a burst from a validated job and its own numbers:
     the result is the event ``cls(**those fields)`` would make (``fields``, the names given, are
-    its fields set), at an eighth of the cost. The numbers are made floats, as validation does.
+    its fields set), at about a seventh of the cost. Its numbers are made floats, as validation
+    makes them.
     """
     event = _new_object(cls)
     _set_field(

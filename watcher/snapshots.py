@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import attrgetter, is_
+from itertools import compress, repeat
+from operator import attrgetter, is_, not_
 from typing import Any
 
 import structlog
@@ -49,6 +49,7 @@ _fingerprint_json = SchemaSerializer(
 _get = dict.get
 _job_of = attrgetter("job")
 _status_of = attrgetter("status")
+_is_terminal_status = TERMINAL_STATUSES.__contains__
 #: One set object for each distinct set of fields a job arrived with. Pydantic gives every model
 #: its own ``__pydantic_fields_set__``: about 2.2 KB of a job's 4.3 KB, in every snapshot a
 #: cycle holds. Jobs are frozen, so nothing ever adds to a shared one. Bounded, so that a
@@ -186,10 +187,11 @@ class Fingerprints:
             # Not diffed, but handed on whole: a job that may still change has progress and
             # stall events, which carry the job; the few active ones cost little next to the
             # finished mass.
-            for index, status in enumerate(map(_status_of, held)):
-                if status not in TERMINAL_STATUSES:
-                    with contextlib.suppress(ValidationError):
-                        held[index] = validate_job(items[index])
+            # Found without a Python loop over the finished mass: only the active ones loop.
+            finished = map(_is_terminal_status, map(_status_of, held))
+            for index in compress(range(len(held)), map(not_, finished)):
+                with contextlib.suppress(ValidationError):
+                    held[index] = validate_job(items[index])
         jobs.update(zip(ids, held, strict=True))
         into.unchanged.update(ids)
         return held
