@@ -6,6 +6,7 @@ Everything here runs in the store's worker thread.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,7 +14,15 @@ from typing import Any
 import structlog
 
 from ..diff import JobState
-from ..events import BaseEvent, journal_texts
+from ..events import (
+    BaseEvent,
+    JobCancelled,
+    JobCreated,
+    JobFailed,
+    JobStatusChanged,
+    JobSucceeded,
+)
+from ..models import FineTuningJob
 from .schema import transaction
 
 __all__ = ["prune", "serialise_cycle", "stats", "write_cycle"]
@@ -96,6 +105,68 @@ def _compact_c() -> Callable[[Any], str] | None:
 
 
 _compact: Callable[[Any], str] = _compact_c() or _compact_python
+
+
+# What an id or a type may be for its text to be spliced into an envelope without escaping.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def journal_texts(
+    events: Sequence[BaseEvent], job_json: Callable[[FineTuningJob], str]
+) -> list[str]:
+    """Each event's :meth:`~BaseEvent.to_json`, for a cycle's journal, sharing what repeats.
+
+    ``job_json`` gives a job's text (see ``to_json``), once per job. A lifecycle event whose
+    envelope differs from the one before it only in its id and type (a finished job's
+    ``status_changed`` then its terminal event) takes the rest of that one's text.
+    """
+    texts: list[str] = []
+    last: BaseEvent | None = None
+    last_text = ""
+    for event in events:
+        if event._wire is not None:
+            text = event._wire
+        elif last is not None and _same_data(event, last):
+            head = _head(last)
+            if last_text.startswith(head):
+                text = _head(event) + last_text[len(head) :]
+            else:
+                text = event.to_json(job_json=job_json(event.job))
+        else:
+            text = event.to_json(job_json=job_json(event.job))
+        texts.append(text)
+        last, last_text = event, text
+    return texts
+
+
+def _same_data(event: BaseEvent, other: BaseEvent) -> bool:
+    """True when the two envelopes can differ only in their id and type."""
+    return (
+        other._wire is None
+        and type(event) in _LIFECYCLE
+        and type(other) in _LIFECYCLE
+        and event.job is other.job
+        and event.observed_at == other.observed_at
+        and event.source == other.source
+        and event.previous_status == other.previous_status
+        and event.dashboard_url == other.dashboard_url
+        # Items, in order: the same keys spelt in the same order (the values are floats).
+        and list(event.timeline.items()) == list(other.timeline.items())
+        and _PLAIN.fullmatch(event.id) is not None
+        and _PLAIN.fullmatch(other.id) is not None
+    )
+
+
+def _head(event: BaseEvent) -> str:
+    # The envelope's text up to its data (ids and types are plain: nothing to escape).
+    return (
+        f'{{"id":"{event.id}","object":"event","created_at":{int(event.observed_at)},'
+        f'"type":"{event.type}",'
+    )
+
+
+# The events whose envelope is the same shape: no fields of their own.
+_LIFECYCLE = frozenset({JobCreated, JobStatusChanged, JobSucceeded, JobFailed, JobCancelled})
 
 
 def write_cycle(
