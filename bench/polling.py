@@ -17,6 +17,11 @@ Run: .venv/bin/python bench/polling.py
    ``json.dumps`` of ``model_dump``, one ``execute`` per journal entry) beside new (names looked
    up once, ``pydantic_core.to_json`` over the models, the known ids found by chunked
    ``IN`` reads and the rest written with one ``executemany``).
+4. The API client's own cost: the simulator in its own process (``bench/e2e_sim.py``, 1,000
+   running jobs) and the client here reading its 10 pages of 100 jobs over and over, on
+   httpx's own transport beside httpx on aiohttp's (``httpx-aiohttp``, what the client now
+   uses): CPU of this process per page (requesting, reading and parsing the page) and the
+   wall time per page.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import gc
 import json
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,12 +39,15 @@ from typing import Any
 
 import anyio
 import before  # the pinned old path, beside this file
+from e2e import Child  # a child process answering commands, beside this file
 from openai import AsyncOpenAI
 
 from watcher import SourceConfig, Watcher
+from watcher.client import APIClient
 from watcher.clock import ManualClock
 from watcher.diff import JobState
 from watcher.events import BaseEvent
+from watcher.http import AsyncHTTPTransport, api_transport
 from watcher.logs import configure_logging
 from watcher.simulator import Simulator, serve_simulator
 from watcher.snapshots import Fingerprints, JobsRead, diff_jobs
@@ -262,8 +271,53 @@ def burst(n: int = 10_000, repeat: int = 5) -> None:
     print(f"  (the commit alone: old {a:.1f} ms, new {b:.1f} ms, {b / a:.2f} of old)")
 
 
+async def _read_pages(client: APIClient, rounds: int) -> tuple[float, float, int]:
+    """Read every page ``rounds`` times; return the CPU and wall seconds and the pages read."""
+    pages = 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(rounds):
+        after = None
+        while True:
+            page = await client.list_job_objects(limit=100, after=after)
+            pages += 1
+            if not page.has_more:
+                break
+            after = page.last_id
+    return time.process_time() - cpu, time.perf_counter() - wall, pages
+
+
+async def client_cost(jobs: int = 1_000, rounds: int = 20, repeat: int = 5) -> None:
+    """Print the API client's CPU and wall time per page: httpx's transport and aiohttp's."""
+    sim = Child([sys.executable, str(Path(__file__).parent / "e2e_sim.py"), str(jobs)])
+    transports: dict[str, Callable[[], Any]] = {
+        "httpx's own transport": AsyncHTTPTransport,
+        "httpx on aiohttp (now)": api_transport,
+    }
+    cpu: dict[str, list[float]] = {name: [] for name in transports}
+    wall: dict[str, list[float]] = {name: [] for name in transports}
+    try:
+        for _ in range(repeat):
+            for name, make in transports.items():  # interleaved, so load hits both alike
+                async with APIClient(
+                    base_url=sim.first, source="bench", transport=make()
+                ) as client:
+                    await _read_pages(client, 1)  # connect and warm up
+                    spent, took, pages = await _read_pages(client, rounds)
+                cpu[name].append(spent / pages * 1000)
+                wall[name].append(took / pages * 1000)
+    finally:
+        sim.close()
+    print("the API client reading pages of 100 jobs from the simulator in its own process")
+    print(f"({jobs:,} jobs, {rounds} reads of every page, median of {repeat} rounds, per page):")
+    base = statistics.median(cpu["httpx's own transport"])
+    for name in transports:
+        c, w = statistics.median(cpu[name]), statistics.median(wall[name])
+        print(f"  {name:24s} CPU {c:6.2f} ms  wall {w:6.2f} ms  ({c / base:.2f} of httpx's CPU)")
+
+
 if __name__ == "__main__":
     configure_logging("warning", "console")
     anyio.run(requests_per_cycle)
     unchanged_cycle()
     burst()
+    anyio.run(client_cost)

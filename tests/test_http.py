@@ -11,8 +11,17 @@ import anyio
 import pytest
 import trustme
 
-from watcher.http import ClientPerRequest, ConnectError, describe_transport_error, httpx
+from watcher.client import APIClient
+from watcher.clock import ManualClock
+from watcher.http import (
+    ClientPerRequest,
+    ConnectError,
+    api_transport,
+    describe_transport_error,
+    httpx,
+)
 from watcher.serving import serve_asgi
+from watcher.simulator import Simulator, serve_simulator
 
 Message = MutableMapping[str, Any]
 
@@ -230,3 +239,48 @@ def test_each_transport_error_gets_its_own_words(error: httpx.HTTPError, expecte
     text = describe_transport_error(error, "Slack")
     assert text == expected
     assert "example.com" not in text
+
+
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+)
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "HTTP_PROXY"])
+def test_the_api_client_keeps_httpx_transport_behind_a_proxy(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy named in the environment is honoured: only httpx's own transport reads it."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert api_transport() is not None  # no proxy: aiohttp's
+    monkeypatch.setenv(variable, "http://127.0.0.1:3128")
+    assert api_transport() is None
+
+
+async def test_the_api_client_reads_pages_on_the_aiohttp_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without an injected transport the client talks through aiohttp's, to a real server."""
+    for name in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    sim = Simulator(ManualClock(1_750_000_000.0), seed=5)
+    sim.add_jobs(150, "succeeded", start=1_749_000_000.0, interval=60)
+    async with serve_simulator(sim, port=0) as url, APIClient(base_url=url) as client:
+        assert "Aiohttp" in type(client._http._transport).__mro__[1].__name__
+        first = await client.list_job_objects(limit=100)
+        second = await client.list_job_objects(limit=100, after=first.last_id)
+    assert len(first.items) == 100 and first.has_more
+    assert len(second.items) == 50 and not second.has_more

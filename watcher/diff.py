@@ -19,6 +19,7 @@ from .events import (
     JobSucceeded,
     event_id,
     event_type_name,
+    lifecycle_event,
 )
 from .models import FineTuningJob
 
@@ -36,6 +37,10 @@ _WIRE: Mapping[type[BaseEvent], str] = MappingProxyType(
         for cls in (JobCreated, JobStatusChanged, JobSucceeded, JobFailed, JobCancelled)
     }
 )
+
+# The fields each event is built with (its fields set, as if given to the class).
+_CREATED_FIELDS = frozenset({"id", "source", "observed_at", "job", "timeline", "dashboard_url"})
+_CHANGE_FIELDS = _CREATED_FIELDS | {"previous_status"}
 
 
 @dataclass(frozen=True)
@@ -97,10 +102,13 @@ def diff(
         since = {status: now}
         if announce_new:
             events.append(
-                JobCreated(
-                    id=event_id(source, current.id, _WIRE[JobCreated]),
+                lifecycle_event(
+                    JobCreated,
+                    _CREATED_FIELDS,
+                    event_id=event_id(source, current.id, _WIRE[JobCreated]),
                     source=source,
                     observed_at=now,
+                    previous_status=None,
                     job=current,
                     timeline=since,
                     dashboard_url=dashboard_url,
@@ -125,8 +133,10 @@ def diff(
     since.setdefault(status, now)
     change_key = f"{before}>{status}"
     events.append(
-        JobStatusChanged(
-            id=event_id(
+        lifecycle_event(
+            JobStatusChanged,
+            _CHANGE_FIELDS,
+            event_id=event_id(
                 source,
                 current.id,
                 _WIRE[JobStatusChanged],
@@ -164,12 +174,14 @@ def _terminal(
 ) -> BaseEvent:
     # The id leaves out the previous status: two replicas that saw different intermediate
     # statuses (one missed `running`) still agree on the id of the one terminal event.
-    return cls(
-        id=event_id(source, job.id, _WIRE[cls], occurrence),
+    return lifecycle_event(
+        cls,
+        _CHANGE_FIELDS,
+        event_id=event_id(source, job.id, _WIRE[cls], occurrence),
         source=source,
         observed_at=now,
         previous_status=previous_status,
         job=job,
-        timeline=dict(since),
+        timeline=since,
         dashboard_url=dashboard_url,
     )

@@ -12,6 +12,7 @@ import errno
 import logging
 import socket
 import ssl
+import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ __all__ = [
     "TimeoutException",
     "TransportError",
     "ResponseTooLarge",
+    "api_transport",
     "describe_transport_error",
     "fetch",
     "httpx",
@@ -304,6 +306,19 @@ def _aiohttp_transport(verify: Any) -> AsyncBaseTransport:
                 raise ConnectError(str(exc), request=request) from cause
 
     return Transport(verify=verify)
+
+
+def api_transport() -> AsyncBaseTransport | None:
+    """The transport for an API client's own connections: httpx on aiohttp, as the sinks use.
+
+    None (httpx's own transport) when the environment names a proxy: only httpx's transport
+    honours ``HTTPS_PROXY`` and its kin, and a daemon behind a proxy must keep reaching the API.
+    """
+    # The proxies httpx itself would read from the environment (it reads them with getproxies).
+    proxies = urllib.request.getproxies()
+    if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
+        return None
+    return _aiohttp_transport(httpx.create_ssl_context())
 
 
 class ClientPerRequest:

@@ -22,23 +22,34 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter, is_, not_
 from typing import Any
 
-import pydantic_core
 import structlog
 from pydantic import ValidationError
+from pydantic_core import SchemaSerializer, core_schema
 
 from .diff import JobState, diff
 from .events import BaseEvent
 from .known import lean
-from .models import FineTuningJob
+from .models import TERMINAL_STATUSES, FineTuningJob, validate_job
 from .payload import validation_reason
 
 __all__ = ["Fingerprints", "JobsRead", "diff_jobs", "fingerprint", "lean", "snapshot_mark"]
 
 log = structlog.get_logger(__name__)
 
-_to_json = pydantic_core.to_json
+# The fingerprint's JSON: pydantic-core's for any value, built once (``pydantic_core.to_json``
+# sets up a serializer on every call, a third of its cost for a job). "constants" keeps NaN
+# apart from null: the two validate differently.
+_fingerprint_json = SchemaSerializer(
+    core_schema.any_schema(), core_schema.CoreConfig(ser_json_inf_nan="constants")
+).to_json
+_get = dict.get
+_job_of = attrgetter("job")
+_status_of = attrgetter("status")
+_is_terminal_status = TERMINAL_STATUSES.__contains__
 #: One set object for each distinct set of fields a job arrived with. Pydantic gives every model
 #: its own ``__pydantic_fields_set__``: about 2.2 KB of a job's 4.3 KB, in every snapshot a
 #: cycle holds. Jobs are frozen, so nothing ever adds to a shared one. Bounded, so that a
@@ -54,8 +65,7 @@ def fingerprint(raw: Any) -> int | None:
     job simply takes the full path every cycle.
     """
     try:
-        # "constants" keeps NaN apart from null: the two validate differently.
-        return hash(_to_json(raw, inf_nan_mode="constants"))
+        return hash(_fingerprint_json(raw))
     except (ValueError, TypeError, RecursionError):
         return None
 
@@ -140,30 +150,82 @@ class Fingerprints:
         A job already in ``into`` keeps its first snapshot, as a cycle always did. A malformed
         item is logged, counted and left out.
         """
+        try:
+            # Ids and fingerprints for the whole page at once, without a Python frame per job:
+            # an item that is not an object or not serialisable sends the page the slow way.
+            ids: list[Any] = list(map(_get, items, repeat("id")))
+            prints: list[int | None] = list(map(hash, map(_fingerprint_json, items)))
+        except (ValueError, TypeError, RecursionError):
+            return self._read_each(items, states, into, source=source)
+        page = self._read_unchanged(ids, prints, items, states, into)
+        if page is not None:
+            return page
+        return self._read_each(items, states, into, source=source, ids=ids, prints=prints)
+
+    def _read_unchanged(
+        self,
+        ids: list[Any],
+        prints: list[int | None],
+        items: Sequence[Any],
+        states: Mapping[str, JobState],
+        into: JobsRead,
+    ) -> list[FineTuningJob] | None:
+        """Take a page none of whose jobs changed, all at once; None when one did (or is new)."""
+        try:
+            if list(map(self._by_id.get, ids)) != prints:
+                return None
+        except TypeError:  # an unhashable id
+            return None
+        jobs = into.jobs
+        held_states = list(map(states.get, ids))
+        if any(map(is_, held_states, repeat(None))) or not jobs.keys().isdisjoint(ids):
+            return None
+        if len(set(ids)) != len(ids):
+            return None
+        held: list[FineTuningJob] = list(map(_job_of, held_states))
+        if self.whole_active:
+            # Not diffed, but handed on whole: a job that may still change has progress and
+            # stall events, which carry the job; the few active ones cost little next to the
+            # finished mass.
+            # Found without a Python loop over the finished mass: only the active ones loop.
+            finished = map(_is_terminal_status, map(_status_of, held))
+            for index in compress(range(len(held)), map(not_, finished)):
+                with contextlib.suppress(ValidationError):
+                    held[index] = validate_job(items[index])
+        jobs.update(zip(ids, held, strict=True))
+        into.unchanged.update(ids)
+        return held
+
+    def _read_each(
+        self,
+        items: Sequence[Any],
+        states: Mapping[str, JobState],
+        into: JobsRead,
+        *,
+        source: str,
+        ids: list[Any] | None = None,
+        prints: list[int | None] | None = None,
+    ) -> list[FineTuningJob]:
+        """:meth:`read`, job by job: for a page where some job changed or is malformed."""
         page: list[FineTuningJob] = []
-        # Locals, and the fingerprint inlined: this loop runs for every job of every cycle.
         known, whole = self._by_id, self.whole_active
         jobs, unchanged, append = into.jobs, into.unchanged, page.append
+        if ids is None:
+            ids = [raw.get("id") if type(raw) is dict else None for raw in items]
         for index, raw in enumerate(items):
-            job_id = raw.get("id") if type(raw) is dict else None
+            job_id = ids[index]
             if type(job_id) is str:
                 if job_id in jobs:
                     append(jobs[job_id])
                     continue
-                try:
-                    mark: int | None = hash(_to_json(raw, inf_nan_mode="constants"))
-                except (ValueError, TypeError, RecursionError):
-                    mark = None
+                mark = fingerprint(raw) if prints is None else prints[index]
                 if mark is not None and known.get(job_id) == mark:
                     state = states.get(job_id)
                     if state is not None:
                         held = state.job
                         if whole and not held.is_terminal:
-                            # Not diffed, but handed on whole: a job that may still change has
-                            # progress and stall events, which carry the job; the few active
-                            # ones cost little next to the finished mass.
                             with contextlib.suppress(ValidationError):
-                                held = FineTuningJob.model_validate(raw)
+                                held = validate_job(raw)
                         jobs[job_id] = held
                         unchanged.add(job_id)
                         append(held)
@@ -171,7 +233,7 @@ class Fingerprints:
             else:
                 mark = None
             try:
-                job = FineTuningJob.model_validate(raw)
+                job = validate_job(raw)
             except ValidationError as exc:
                 into.skipped += 1
                 log.warning(
@@ -206,6 +268,8 @@ class Fingerprints:
                 self.marks.pop(job_id, None)
             else:
                 self.marks[job_id] = snapshot
+        if len(read.unchanged) == len(read.jobs):
+            return  # nothing was read in full: no fingerprint to keep or forget
         for job_id in read.jobs.keys() - read.unchanged:
             mark = read.fingerprints.get(job_id)
             if mark is None:
@@ -234,6 +298,8 @@ def diff_jobs(
     changed: dict[str, JobState] = {}
     events: list[BaseEvent] = []
     unchanged = read.unchanged
+    if len(unchanged) == len(read.jobs):
+        return changed, events  # a steady-state cycle: nothing to diff (unchanged <= jobs)
     for job_id, job in read.jobs.items():
         if job_id in unchanged:
             continue

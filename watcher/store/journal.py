@@ -6,14 +6,23 @@ Everything here runs in the store's worker thread.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 
 from ..diff import JobState
-from ..events import BaseEvent
+from ..events import (
+    BaseEvent,
+    JobCancelled,
+    JobCreated,
+    JobFailed,
+    JobStatusChanged,
+    JobSucceeded,
+)
+from ..models import FineTuningJob
 from .schema import transaction
 
 __all__ = ["prune", "serialise_cycle", "stats", "write_cycle"]
@@ -32,24 +41,132 @@ def serialise_cycle(
     events: Sequence[BaseEvent],
     now: float,
 ) -> tuple[Rows, Rows]:
-    """The snapshot rows and journal rows of one cycle (done before taking the connection)."""
+    """The snapshot rows and journal rows of one cycle (done before taking the connection).
+
+    Each job is serialised once: its snapshot and every event that carries it (a finished
+    job's ``status_changed`` and terminal event) share that text.
+    """
+    jobs_text: dict[int, str] = {}
+
+    def job_json(job: Any) -> str:
+        # By identity: the states and events of a cycle hold the very same job objects, alive
+        # for the whole call.
+        text = jobs_text.get(id(job))
+        if text is None:
+            text = jobs_text[id(job)] = job.__pydantic_serializer__.to_json(
+                job, by_alias=True
+            ).decode()
+        return text
+
     snapshot_rows: Rows = [
         (
             source,
             job_id,
             st.job.status,
             int(st.job.is_terminal),
-            st.job.model_dump_json(by_alias=True),
-            json.dumps(dict(st.seen), separators=(",", ":")),
-            json.dumps(dict(st.since), separators=(",", ":")),
+            job_json(st.job),
+            _compact(dict(st.seen)),
+            _compact(dict(st.since)),
             now,
         )
         for job_id, st in states
     ]
+    texts = journal_texts(events, job_json)
     journal_rows: Rows = [
-        (ev.id, ev.type, ev.source, ev.job_id, ev.observed_at, ev.to_json()) for ev in events
+        (ev.id, ev.type, ev.source, ev.job_id, ev.observed_at, text)
+        for ev, text in zip(events, texts, strict=True)
     ]
     return snapshot_rows, journal_rows
+
+
+def _compact_python(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _compact_c() -> Callable[[Any], str] | None:
+    # json.dumps builds its C encoder on every call, most of its cost for a small mapping; this
+    # is the same encoder (json.dumps's defaults, compact separators), built once. Without a
+    # circular check, which only the counts and times of a state pass through.
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    encode = make(
+        None,
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+_compact: Callable[[Any], str] = _compact_c() or _compact_python
+
+
+# What an id or a type may be for its text to be spliced into an envelope without escaping.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def journal_texts(
+    events: Sequence[BaseEvent], job_json: Callable[[FineTuningJob], str]
+) -> list[str]:
+    """Each event's :meth:`~BaseEvent.to_json`, for a cycle's journal, sharing what repeats.
+
+    ``job_json`` gives a job's text (see ``to_json``), once per job. A lifecycle event whose
+    envelope differs from the one before it only in its id and type (a finished job's
+    ``status_changed`` then its terminal event) takes the rest of that one's text.
+    """
+    texts: list[str] = []
+    last: BaseEvent | None = None
+    last_text = ""
+    for event in events:
+        if event._wire is not None:
+            text = event._wire
+        elif last is not None and _same_data(event, last):
+            head = _head(last)
+            if last_text.startswith(head):
+                text = _head(event) + last_text[len(head) :]
+            else:
+                text = event.to_json(job_json=job_json(event.job))
+        else:
+            text = event.to_json(job_json=job_json(event.job))
+        texts.append(text)
+        last, last_text = event, text
+    return texts
+
+
+def _same_data(event: BaseEvent, other: BaseEvent) -> bool:
+    """True when the two envelopes can differ only in their id and type."""
+    return (
+        other._wire is None
+        and type(event) in _LIFECYCLE
+        and type(other) in _LIFECYCLE
+        and event.job is other.job
+        and event.observed_at == other.observed_at
+        and event.source == other.source
+        and event.previous_status == other.previous_status
+        and event.dashboard_url == other.dashboard_url
+        # Items, in order: the same keys spelt in the same order (the values are floats).
+        and list(event.timeline.items()) == list(other.timeline.items())
+        and _PLAIN.fullmatch(event.id) is not None
+        and _PLAIN.fullmatch(other.id) is not None
+    )
+
+
+def _head(event: BaseEvent) -> str:
+    # The envelope's text up to its data (ids and types are plain: nothing to escape).
+    return (
+        f'{{"id":"{event.id}","object":"event","created_at":{int(event.observed_at)},'
+        f'"type":"{event.type}",'
+    )
+
+
+# The events whose envelope is the same shape: no fields of their own.
+_LIFECYCLE = frozenset({JobCreated, JobStatusChanged, JobSucceeded, JobFailed, JobCancelled})
 
 
 def write_cycle(
