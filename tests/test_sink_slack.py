@@ -547,6 +547,17 @@ async def test_chat_post_message_errors_map_to_outcomes(
     _assert_no_secret(message, repr(caught.value))
 
 
+async def test_an_answer_nested_too_deep_for_json_is_not_json_not_a_crash(
+    slack: tuple[SlackLike, str],
+) -> None:
+    """4 KiB of ``[[[[`` from something posing as Slack is "not JSON", retried, not a crash."""
+    app, url = slack
+    app.script.append((200, {}, b"[" * 4096))
+    async with SlackSink(_bot_config(url)) as sink:
+        with pytest.raises(SinkUnavailable, match="something other than JSON"):
+            await sink.send(_succeeded())
+
+
 async def test_wrong_token_disables_the_sink(slack: tuple[SlackLike, str]) -> None:
     """A token Slack does not accept disables the sink with a message saying to check it."""
     app, url = slack

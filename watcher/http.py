@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.message
 import errno
+import json
 import logging
 import socket
 import ssl
@@ -175,6 +176,17 @@ class Answer:
             return self.content.decode(charset, errors="replace")
         except LookupError:  # a charset Python does not know
             return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON.
+
+        Never raises: a receiver's answer is untrusted, and a capped body of ``[[[[...`` nests
+        deeper than the json module goes (RecursionError) as easily as it is cut mid-value.
+        """
+        try:
+            return json.loads(self.content)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return None
 
 
 def _inflater(encoding: str) -> Any:

@@ -76,7 +76,7 @@ def _quoted_reason(content: bytes) -> str:
     text = content.decode("utf-8", errors="replace")
     try:
         data: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = text
     if isinstance(data, dict):
         data = data.get("message") or data.get("error") or ""

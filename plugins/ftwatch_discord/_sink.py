@@ -28,7 +28,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, NoReturn
+from typing import ClassVar, Final, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
@@ -72,14 +72,6 @@ def _post_url(url: str) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "wait"]
     query.append(("wait", "true"))
     return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def _json(answer: Answer) -> Any:
-    try:
-        return json.loads(answer.content)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        # RecursionError: 4 KiB of "[[[[..." nests deeper than the json module goes.
-        return None
 
 
 def _seconds(value: object) -> float | None:
@@ -188,7 +180,7 @@ class DiscordSink(SinkBase):
         )
 
     def _receipt(self, answer: Answer) -> str:
-        found = _json(answer)
+        found = answer.json()
         message_id = found.get("id") if isinstance(found, dict) else None
         if isinstance(message_id, int) and not isinstance(message_id, bool):
             message_id = str(message_id)
@@ -203,7 +195,7 @@ class DiscordSink(SinkBase):
         )
 
     def _rate_limited(self, answer: Answer) -> NoReturn:
-        found = _json(answer)
+        found = answer.json()
         retry_after = _seconds(found.get("retry_after")) if isinstance(found, dict) else None
         if retry_after is None:
             retry_after = parse_retry_after(answer.headers, now=self._now())
@@ -228,7 +220,7 @@ class DiscordSink(SinkBase):
 
     def _said(self, answer: Answer) -> str:
         """``HTTP 400, 50035 Invalid Form Body: embeds.0.title: ...``, bounded and token-free."""
-        found = _json(answer)
+        found = answer.json()
         words = ""
         if isinstance(found, dict):
             message, code = found.get("message"), found.get("code")

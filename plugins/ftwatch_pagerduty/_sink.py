@@ -144,10 +144,7 @@ class PagerDutySink(SinkBase):
 
     def _words(self, response: Answer) -> str:
         """``: message: error; error`` from PagerDuty's JSON answer, short and without secrets."""
-        try:
-            answer: Any = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            return ""
+        answer: Any = response.json()
         if not isinstance(answer, dict):
             return ""
         message = answer.get("message")

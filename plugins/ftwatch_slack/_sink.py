@@ -195,10 +195,7 @@ class SlackSink(SinkBase):
             self._unavailable(status, "ratelimited", _retry_after(response))
         if status >= 500 or status == 408:
             self._unavailable(status, None, _retry_after(response))
-        try:
-            answer: Any = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            answer = None
+        answer: Any = response.json()
         if not isinstance(answer, dict):
             if status in (401, 403, 404, 410):
                 self._disabled(status, None)

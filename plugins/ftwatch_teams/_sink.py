@@ -20,7 +20,6 @@ the sink, the status and that code, never the URL: its ``sig=`` lets anyone post
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any, ClassVar, Final
@@ -53,10 +52,7 @@ _ERROR_CODE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 def _error_code(answer: Answer) -> str | None:
     """The workflow's error code (``{"error": {"code": ...}}``) when it looks like one."""
-    try:
-        body: Any = json.loads(answer.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    body: Any = answer.json()
     error = body.get("error") if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
