@@ -6,7 +6,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -16,18 +15,8 @@ from watcher import Watcher
 from watcher.asgi import Receive, Scope, Send
 from watcher.clock import ManualClock
 from watcher.config import SourceConfig
-from watcher.logs import reset_logging
 from watcher.serving import serve_asgi
 from watcher.simulator import Simulator
-
-
-@pytest.fixture(autouse=True)
-def _library_logging() -> Iterator[None]:
-    """Start from the library's own set-up, whatever a CLI test in this process configured."""
-    reset_logging()
-    yield
-    reset_logging()
-
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,14 +30,6 @@ class TTYStream(io.StringIO):
     def isatty(self) -> bool:
         """Claim to be a terminal."""
         return True
-
-
-@pytest.fixture(autouse=True)
-def clean_logging() -> Iterator[None]:
-    """Start every test from structlog's defaults and no secrets, and leave it that way."""
-    reset_logging()
-    yield
-    reset_logging()
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:

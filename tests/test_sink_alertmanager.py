@@ -11,7 +11,7 @@ import json
 import os
 import stat
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from watcher.clock import ManualClock
 from watcher.errors import SinkDisabled, SinkError, SinkRejected, SinkUnavailable
 from watcher.events import BaseEvent, JobFailed, JobStalled, JobSucceeded, JobUnstalled
 from watcher.facts import TEST_MARK
-from watcher.logs import reset_logging
 from watcher.models import FineTuningJob
 from watcher.serving import serve_asgi
 from watcher.sinks import BackgroundSink, SinkContext, register_sink_secrets, sink_plugin
@@ -122,13 +121,6 @@ def _ts(seconds: float) -> str:
     from ftwatch_alertmanager._payload import timestamp
 
     return timestamp(seconds)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    """The CLI tests here set up logging in this process: leave it as the next test expects."""
-    yield
-    reset_logging()
 
 
 @pytest.fixture

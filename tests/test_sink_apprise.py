@@ -11,7 +11,7 @@ import json
 import re
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +78,6 @@ def _config(*urls: str, **keys: Any) -> AppriseConfig:
     return AppriseConfig.model_validate(
         {"name": "phone", "type": "apprise", "urls": list(urls), **keys}
     )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    """The commands these tests run set up logging for the process: undo it after each test."""
-    yield
-    reset_logging()
 
 
 @pytest.fixture

@@ -7,12 +7,10 @@ Discord-like receiver of tests/discord_receiver.py over a real loopback socket.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 from click.testing import CliRunner
 from structlog.testing import capture_logs
 from tests.discord_receiver import TOKEN, WEBHOOK_ID, DiscordLike, limit_errors
@@ -21,7 +19,6 @@ from ftwatch_discord import DiscordConfig
 from watcher import RetryPolicy, SourceConfig, Watcher
 from watcher.cli import main
 from watcher.clock import ManualClock
-from watcher.logs import reset_logging
 from watcher.serving import serve_asgi
 from watcher.simulator import Simulator
 from watcher.testing import simulator_transport
@@ -30,14 +27,6 @@ START = 1_750_000_000.0
 HOUR = 3600.0
 HOOK_PATH = f"/api/webhooks/{WEBHOOK_ID}/{TOKEN}"
 RED, AMBER, GREEN = 0xED4245, 0xFAA61A, 0x57F287
-
-
-@pytest.fixture(autouse=True)
-def _library_logging() -> Iterator[None]:
-    """The commands below set up logging for the process: leave the library's own set-up."""
-    reset_logging()
-    yield
-    reset_logging()
 
 
 def _watcher(sim: Simulator, clock: ManualClock, state: Path, url: str, **source: Any) -> Watcher:

@@ -474,24 +474,29 @@ def test_check_names_a_missing_required_key(tmp_path: Path, missing: str) -> Non
     assert len(out.strip().splitlines()) == 1, out
 
 
+def _login_config_file(tmp_path: Path, port: int, tls: Tls) -> Path:
+    """A config file with one email sink logging in to the test server, password from the env."""
+    return _config_file(
+        tmp_path,
+        f"""
+        [[sinks]]
+        name = "mail"
+        type = "email"
+        host = "127.0.0.1"
+        port = {port}
+        ca_file = "{tls.ca_file}"
+        username = "{USER}"
+        password = "${{SMTP_PASSWORD}}"
+        from = "ftwatch@example.com"
+        to = ["ml@example.com"]
+        """,
+    )
+
+
 def test_sinks_test_sends_a_marked_sample(tmp_path: Path, tls: Tls) -> None:
     """`ftwatch sinks test mail` delivers a sample a reader cannot take for a real job."""
     with smtp_server(starttls=tls.server) as (box, port):
-        path = _config_file(
-            tmp_path,
-            f"""
-            [[sinks]]
-            name = "mail"
-            type = "email"
-            host = "127.0.0.1"
-            port = {port}
-            ca_file = "{tls.ca_file}"
-            username = "{USER}"
-            password = "${{SMTP_PASSWORD}}"
-            from = "ftwatch@example.com"
-            to = ["ml@example.com"]
-            """,
-        )
+        path = _login_config_file(tmp_path, port, tls)
         code, out, err = _cli(
             "sinks", "test", "mail", "--config", str(path), env={"SMTP_PASSWORD": PASSWORD}
         )
@@ -508,21 +513,7 @@ def test_sinks_test_sends_a_marked_sample(tmp_path: Path, tls: Tls) -> None:
 def test_sinks_test_says_the_login_was_refused(tmp_path: Path, tls: Tls) -> None:
     """A wrong password through `sinks test`: exit 1, the sentence, no password."""
     with smtp_server(starttls=tls.server) as (_, port):
-        path = _config_file(
-            tmp_path,
-            f"""
-            [[sinks]]
-            name = "mail"
-            type = "email"
-            host = "127.0.0.1"
-            port = {port}
-            ca_file = "{tls.ca_file}"
-            username = "{USER}"
-            password = "${{SMTP_PASSWORD}}"
-            from = "ftwatch@example.com"
-            to = ["ml@example.com"]
-            """,
-        )
+        path = _login_config_file(tmp_path, port, tls)
         code, out, err = _cli(
             "sinks",
             "test",

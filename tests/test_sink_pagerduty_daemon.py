@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 from click.testing import CliRunner
 from tests.pagerduty_contract import PagerDutyLike
 
@@ -25,7 +24,6 @@ from watcher import SourceConfig, Watcher
 from watcher.cli import main
 from watcher.clock import ManualClock
 from watcher.facts import TEST_MARK
-from watcher.logs import reset_logging
 from watcher.serving import serve_asgi
 from watcher.simulator import Simulator
 from watcher.store import Store
@@ -173,13 +171,6 @@ def _config(tmp: Path, sink: str) -> Path:
         """
     path.write_text(textwrap.dedent(head) + textwrap.dedent(sink))
     return path
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    """A command sets up logging for the process: undone so that later tests capture logs."""
-    yield
-    reset_logging()
 
 
 def _run(*args: str) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +46,6 @@ from watcher.events import (
     JobUnstalled,
 )
 from watcher.facts import TEST_MARK
-from watcher.logs import reset_logging
 from watcher.models import FineTuningJob
 from watcher.serving import serve_asgi
 from watcher.simulator import Simulator, serve_simulator
@@ -69,13 +68,6 @@ def _validators() -> dict[str, jsonschema.Draft6Validator]:
 
 
 SCHEMAS = _validators()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    """Undo the logging set-up of the commands run in-process here, for the tests after these."""
-    yield
-    reset_logging()
 
 
 def _card_of(message: dict[str, Any]) -> dict[str, Any]:
